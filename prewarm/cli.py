@@ -1,0 +1,62 @@
+"""The ``prewarm`` command line: one entry point, subcommands contributed by each package.
+
+Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds its subcommands and sets
+``handler`` on them. Modules import heavy dependencies inside their handlers so that ``prewarm replica`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from prewarm.settings import get_settings
+
+COMMAND_MODULES = [
+    "prewarm.db.cli",
+    "prewarm.status_cli",
+    "inference.cli",
+    "inference.gateway.cli",
+    "forecaster.cli",
+    "controller.cli",
+    "controller.simulation.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(prog="prewarm", description="Predictive autoscaler for ONNX inference.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue  # a package that does not offer commands (yet)
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    """Plain, greppable log lines on stderr."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(get_settings().log_level)
+    result = args.handler(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
