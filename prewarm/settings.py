@@ -21,6 +21,59 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(
         default=300.0, gt=0, description="Samples stamped further than this in the future are rejected."
     )
+    # --- inference replica (`prewarm replica`; CLI flags override) ---
+    replica_model_repo: str = Field(
+        default="models/onnx", description="Replica model repository: one <name>/model.onnx folder per model."
+    )
+    replica_model: str = Field(
+        default="digits_mlp", description="Model a replica serves when --model is not given."
+    )
+    replica_workers: int = Field(
+        default=1, ge=1, description="Worker processes per replica sharing its port."
+    )
+    replica_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="Infer bodies larger than this get HTTP 413."
+    )
+    replica_batch_max_size: int = Field(
+        default=1,
+        ge=1,
+        description="Adaptive batching bound in rows per onnxruntime run; 1 disables batching.",
+    )
+    replica_batch_max_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="With batching on: how long a batch waits for more requests to fill it.",
+    )
+    replica_warmup_rounds: int = Field(
+        default=20, ge=0, description="Warm-up inferences per batch size before a replica reports ready."
+    )
+    replica_intra_op_threads: int = Field(
+        default=1, ge=1, description="onnxruntime intra-op threads per worker process."
+    )
+    replica_graceful_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="On SIGTERM, how long in-flight requests may take before the replica exits.",
+    )
+    # Local replicas and gateway (docs/gateway.md)
+    replica_state_dir: str = Field(
+        default="var/replicas",
+        description="Directory where the local backend publishes <deployment>/replicas.json for the gateway.",
+    )
+    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
+    gateway_port: int = Field(default=8080, description="Port the gateway serves the V2 inference API on.")
+    gateway_max_in_flight_per_replica: int = Field(
+        default=64, gt=0, description="Requests one replica holds at once; beyond that requests queue."
+    )
+    gateway_queue_capacity: int = Field(
+        default=1024, ge=0, description="Requests that may wait for a replica; more get 503 + Retry-After."
+    )
+    gateway_queue_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest a request waits in the gateway queue before a 503."
+    )
+    metrics_flush_interval_s: float = Field(
+        default=5.0, gt=0, description="The gateway writes its per-second samples to the store this often."
+    )
 
 
 @lru_cache(maxsize=1)

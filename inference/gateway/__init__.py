@@ -1,0 +1,5 @@
+"""The gateway in front of local replicas: balancing, health ejection, retries, a bounded queue, metrics."""
+
+from inference.gateway.server import Gateway, GatewayConfig
+
+__all__ = ["Gateway", "GatewayConfig"]

@@ -1,0 +1,79 @@
+"""``prewarm gateway``: serve the V2 inference API on one port, forwarding to the deployment's ready replicas."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("gateway", help="Balance requests over a deployment's ready replicas.")
+    parser.add_argument("--deployment", default="default", help="Deployment name (metrics and registry).")
+    parser.add_argument("--host", default=None, help="Listen address (PREWARM_GATEWAY_HOST).")
+    parser.add_argument("--port", type=int, default=None, help="Listen port (PREWARM_GATEWAY_PORT).")
+    parser.add_argument(
+        "--registry-dir",
+        default=None,
+        help="Directory with the backend's replicas.json (default: PREWARM_REPLICA_STATE_DIR/<deployment>).",
+    )
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="A fixed replica not managed by a backend (repeatable); disables the registry unless given too.",
+    )
+    parser.add_argument("--no-store", action="store_true", help="Do not write metric samples to the store.")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from inference.gateway.collector import BatchWriter, store_writer
+    from inference.gateway.server import Gateway, GatewayConfig
+    from prewarm.settings import get_settings
+
+    settings = get_settings()
+    registry_dir: Path | None
+    if args.registry_dir is not None:
+        registry_dir = Path(args.registry_dir)
+    elif args.upstream:
+        registry_dir = None
+    else:
+        registry_dir = Path(settings.replica_state_dir) / args.deployment
+    config = GatewayConfig(
+        deployment=args.deployment,
+        host=args.host or settings.gateway_host,
+        port=args.port if args.port is not None else settings.gateway_port,
+        registry_dir=registry_dir,
+        static_upstreams=tuple(args.upstream),
+        max_in_flight_per_replica=settings.gateway_max_in_flight_per_replica,
+        queue_capacity=settings.gateway_queue_capacity,
+        queue_timeout_s=settings.gateway_queue_timeout_s,
+        metrics_flush_interval_s=settings.metrics_flush_interval_s,
+    )
+    writer = None if args.no_store else BatchWriter(store_writer(settings.database_url))
+
+    async def main() -> None:
+        gateway = Gateway(config, writer)
+        await gateway.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("gateway stopping")
+        await gateway.stop()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+    return 0

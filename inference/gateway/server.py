@@ -1,0 +1,469 @@
+"""The gateway: one port serving the V2 inference API, forwarding each request to a ready replica.
+
+Raw asyncio + httptools on both sides (no framework) because the gateway sits on every request's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import cast
+
+import httptools
+
+from inference.gateway.balancer import Balancer, NoReplicaReady, QueueFull, QueueTimeout
+from inference.gateway.collector import BatchWriter, ReplicaUsageSampler, second_to_points
+from inference.gateway.health import probe_ready
+from inference.gateway.registry import ReplicaRecord, read_registry, write_gateway_load
+from inference.gateway.stats import ReplicaGauges, TrafficStats, render_prometheus
+from inference.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
+
+log = logging.getLogger(__name__)
+
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"host", b"te", b"upgrade",
+     b"proxy-connection", b"trailer"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """How the gateway balances, queues, checks health and reports (see docs/gateway.md)."""
+
+    deployment: str = "default"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    registry_dir: Path | None = None  # where the backend publishes replicas.json; None: static upstreams only
+    static_upstreams: tuple[
+        str, ...
+    ] = ()  # "host:port" replicas not managed by a backend (benchmarks, tests)
+    max_in_flight_per_replica: int = 64
+    queue_capacity: int = 1024
+    queue_timeout_s: float = 10.0
+    request_timeout_s: float = 30.0
+    connect_timeout_s: float = 0.5
+    max_attempts: int = 3
+    health_interval_s: float = 0.25
+    health_timeout_s: float = 0.5
+    registry_poll_s: float = 0.2
+    metrics_flush_interval_s: float = 5.0
+    retry_after_s: int = 1
+
+
+@dataclass
+class _Request:
+    method: bytes
+    url: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    keep_alive: bool
+    http_minor: int = 1
+
+
+@dataclass
+class _Response:
+    status: int
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+
+
+def _local_response(status: int, body: bytes, content_type: bytes = b"application/json") -> _Response:
+    return _Response(status, [(b"content-type", content_type)], body)
+
+
+def _error_body(message: str) -> bytes:
+    return b'{"error":"' + message.replace('"', "'").encode() + b'"}'
+
+
+class Gateway:
+    """Routes requests to replicas; owns the balancer, health checks, registry polling and metrics."""
+
+    def __init__(self, config: GatewayConfig, batch_writer: BatchWriter | None = None) -> None:
+        self.config = config
+        self.balancer = Balancer(
+            config.max_in_flight_per_replica, config.queue_capacity, config.queue_timeout_s
+        )
+        self.stats = TrafficStats()
+        self.batch_writer = batch_writer
+        self._usage_sampler = ReplicaUsageSampler()
+        self._last_usage: dict[str, tuple[float, float]] = {}
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._registry_mtime: float | None = None
+        self._published_load: dict[str, int] | None = None
+        self._active_connections: set[_ClientConnection] = set()
+        for index, address in enumerate(config.static_upstreams):
+            host, _, port = address.rpartition(":")
+            self.balancer.upstreams[f"static-{index}"] = Upstream(f"static-{index}", host, int(port))
+
+    # lifecycle
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _ClientConnection(self),
+            self.config.host,
+            self.config.port,
+            backlog=2048,
+            reuse_address=True,
+        )
+        if self.config.registry_dir is not None:
+            self.poll_registry()
+            self._tasks.append(
+                asyncio.create_task(self._every(self.config.registry_poll_s, self.poll_registry))
+            )
+        self._tasks.append(asyncio.create_task(self._health_loop()))
+        self._tasks.append(asyncio.create_task(self._second_loop()))
+        if self.batch_writer is not None:
+            self._tasks.append(asyncio.create_task(self._flush_loop()))
+        log.info("gateway for %s listening on %s", self.config.deployment, self.address)
+
+    @property
+    def address(self) -> str:
+        assert self._server is not None
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
+    async def stop(self, drain_timeout_s: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), flush metrics."""
+        if self._server is not None:
+            self._server.close()
+        deadline = time.monotonic() + drain_timeout_s
+        while self.balancer.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for connection in list(self._active_connections):
+            connection.close()
+        for upstream in self.balancer.upstreams.values():
+            upstream.abort_all()
+        if self.batch_writer is not None:
+            await asyncio.to_thread(self.batch_writer.flush)
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # request path
+    async def handle(self, request: _Request) -> _Response:
+        path = request.url.split(b"?", 1)[0]
+        if request.method == b"GET":
+            if path == b"/metrics":
+                return _local_response(200, self.render_metrics().encode(), b"text/plain; version=0.0.4")
+            if path == b"/v2/health/live":
+                return _local_response(200, b"")
+            if path == b"/v2/health/ready":
+                return _local_response(200 if self.balancer.routable() else 503, b"")
+        return await self.forward(request)
+
+    async def forward(self, request: _Request) -> _Response:
+        """Send the request to the least busy ready replica, retrying elsewhere on a connection failure."""
+        stats = self.stats
+        stats.record_arrival()
+        started = time.perf_counter()
+        payload = _serialise_request(request)
+        tried: list[str] = []
+        response: _Response | None = None
+        for attempt in range(self.config.max_attempts):
+            try:
+                upstream = await self.balancer.acquire(exclude=tried)
+            except (NoReplicaReady, QueueFull, QueueTimeout) as error:
+                stats.rejected_total += 1
+                response = _local_response(503, _error_body(str(error)))
+                response.headers.append((b"retry-after", str(self.config.retry_after_s).encode()))
+                break
+            try:
+                upstream_response = await upstream.request(
+                    payload, self.config.connect_timeout_s, self.config.request_timeout_s
+                )
+            except UpstreamError as error:
+                tried.append(upstream.replica_id)
+                self._on_upstream_failure(upstream, error)
+                if not error.retryable or attempt + 1 == self.config.max_attempts:
+                    response = _local_response(502, _error_body(f"replica failed: {error}"))
+                    break
+                stats.retries_total += 1
+                continue
+            finally:
+                self.balancer.release(upstream)
+            response = _relay(upstream_response)
+            break
+        assert response is not None
+        stats.record_completion(time.perf_counter() - started, response.status >= 500)
+        return response
+
+    def _on_upstream_failure(self, upstream: Upstream, error: UpstreamError) -> None:
+        message = str(error)
+        log.info("request to %s failed: %s", upstream.replica_id, message)
+        if message.startswith("cannot connect") or "did not answer" in message:
+            self.eject(upstream, message)
+
+    # health
+    def eject(self, upstream: Upstream, reason: str) -> None:
+        """Stop routing to a replica and fail over the requests it holds (they are retried elsewhere)."""
+        if not upstream.healthy:
+            return
+        upstream.healthy = False
+        upstream.abort_all()
+        log.warning(
+            "ejected replica %s (%s:%d): %s", upstream.replica_id, upstream.host, upstream.port, reason
+        )
+        if not self.balancer.routable():
+            self.balancer.wake_all()
+
+    def restore(self, upstream: Upstream) -> None:
+        if upstream.healthy:
+            return
+        upstream.healthy = True
+        log.info("replica %s is healthy again", upstream.replica_id)
+        self.balancer.wake()
+
+    async def _health_loop(self) -> None:
+        while True:
+            upstreams = [u for u in self.balancer.upstreams.values() if not u.draining]
+            if upstreams:
+                results = await asyncio.gather(
+                    *(probe_ready(u.host, u.port, self.config.health_timeout_s) for u in upstreams)
+                )
+                for upstream, (ready, reason) in zip(upstreams, results, strict=True):
+                    if ready:
+                        self.restore(upstream)
+                    else:
+                        self.eject(upstream, reason)
+            await asyncio.sleep(self.config.health_interval_s)
+
+    # registry
+    def poll_registry(self) -> None:
+        """Follow the backend's replicas.json: add ready replicas, drain stopping ones, drop the rest."""
+        assert self.config.registry_dir is not None
+        path = self.config.registry_dir / "replicas.json"
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime is not None and mtime != self._registry_mtime:
+            snapshot = read_registry(path)
+            if snapshot is not None:
+                self._registry_mtime = mtime
+                self.apply_replicas(snapshot.replicas)
+        self._remove_drained()
+        self._publish_load()
+
+    def apply_replicas(self, records: tuple[ReplicaRecord, ...]) -> None:
+        upstreams = self.balancer.upstreams
+        seen: set[str] = set()
+        for record in records:
+            seen.add(record.replica_id)
+            existing = upstreams.get(record.replica_id)
+            if record.state == "ready":
+                if existing is None or (existing.host, existing.port) != (record.host, record.port):
+                    upstreams[record.replica_id] = Upstream(
+                        record.replica_id, record.host, record.port, record.pid
+                    )
+                    log.info("routing to replica %s at %s", record.replica_id, record.address)
+                    self.balancer.wake()
+                else:
+                    existing.draining = False
+            elif existing is not None:
+                if record.state == "failed":
+                    self.eject(existing, "backend reports it failed")
+                self._drain(existing)
+        for replica_id, upstream in list(upstreams.items()):
+            if replica_id not in seen and not replica_id.startswith("static-"):
+                self._drain(upstream)
+
+    def _drain(self, upstream: Upstream) -> None:
+        if not upstream.draining:
+            upstream.draining = True
+            upstream.close_idle()
+            log.info("draining replica %s", upstream.replica_id)
+
+    def _remove_drained(self) -> None:
+        upstreams = self.balancer.upstreams
+        for replica_id, upstream in list(upstreams.items()):
+            if upstream.draining and upstream.in_flight == 0:
+                upstream.abort_all()
+                del upstreams[replica_id]
+        if not self.balancer.routable():
+            self.balancer.wake_all()
+
+    def _publish_load(self) -> None:
+        assert self.config.registry_dir is not None
+        load = {replica_id: u.in_flight for replica_id, u in self.balancer.upstreams.items()}
+        if load != self._published_load or int(time.time() * 5) % 5 == 0:
+            write_gateway_load(self.config.registry_dir / "gateway.json", load)
+            self._published_load = load
+
+    # metrics
+    def render_metrics(self) -> str:
+        gauges = [
+            ReplicaGauges(
+                u.replica_id, u.routable, u.in_flight, *self._last_usage.get(u.replica_id, (None, None))
+            )
+            for u in self.balancer.upstreams.values()
+        ]
+        return render_prometheus(
+            self.config.deployment, self.stats, self.balancer.queue_length, self.balancer.in_flight,
+            len(self.balancer.routable()), gauges,
+        )  # fmt: skip
+
+    async def _second_loop(self) -> None:
+        """At each wall-clock second boundary, summarise the second that ended."""
+        while True:
+            now = time.time()
+            await asyncio.sleep(1.0 - (now % 1.0) + 0.001)
+            second_start = float(int(time.time()) - 1)
+            routable = self.balancer.routable()
+            summary = self.stats.close_second(
+                second_start, self.balancer.queue_length, self.balancer.in_flight, len(routable)
+            )
+            pids = {u.replica_id: u.pid for u in routable if u.pid is not None}
+            usage = self._usage_sampler.sample(pids)
+            self._last_usage = {u.replica_id: (u.cpu_percent, u.memory_bytes) for u in usage}
+            if self.batch_writer is not None:
+                self.batch_writer.add(second_to_points(self.config.deployment, summary, usage))
+
+    async def _flush_loop(self) -> None:
+        assert self.batch_writer is not None
+        while True:
+            await asyncio.sleep(self.config.metrics_flush_interval_s)
+            await asyncio.to_thread(self.batch_writer.flush)
+
+    @staticmethod
+    async def _every(interval_s: float, action: object) -> None:
+        assert callable(action)
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                action()
+            except Exception:
+                log.exception("periodic task failed")
+
+
+def _serialise_request(request: _Request) -> bytes:
+    lines = [request.method + b" " + request.url + b" HTTP/1.1", b"host: replica"]
+    lines.extend(name + b": " + value for name, value in request.headers if name.lower() not in _HOP_BY_HOP)
+    lines.append(b"content-length: " + str(len(request.body)).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + request.body
+
+
+def _relay(upstream_response: UpstreamResponse) -> _Response:
+    headers = [(n, v) for n, v in upstream_response.headers if n.lower() not in _HOP_BY_HOP]
+    return _Response(upstream_response.status, headers, upstream_response.body)
+
+
+def _serialise_response(response: _Response, keep_alive: bool) -> bytes:
+    try:
+        reason = HTTPStatus(response.status).phrase.encode()
+    except ValueError:
+        reason = b"Unknown"
+    lines = [b"HTTP/1.1 " + str(response.status).encode() + b" " + reason]
+    lines.extend(name + b": " + value for name, value in response.headers)
+    lines.append(b"content-length: " + str(len(response.body)).encode())
+    if not keep_alive:
+        lines.append(b"connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + response.body
+
+
+class _ClientConnection(asyncio.Protocol):
+    """One client connection: parses requests, answers them in order (pipelining-safe)."""
+
+    MAX_PIPELINED = 32
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._pending: deque[_Request] = deque()
+        self._busy = False
+        self._closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.gateway._active_connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self.gateway._active_connections.discard(self)
+
+    def close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            assert self.transport is not None
+            self.transport.write(_serialise_response(_local_response(400, _error_body("bad request")), False))
+            self.close()
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = _Request(
+            self.parser.get_method(),
+            self._url,
+            self._headers,
+            b"".join(self._body),
+            self.parser.should_keep_alive(),
+        )
+        self._pending.append(request)
+        if len(self._pending) > self.MAX_PIPELINED and self.transport is not None:
+            self.transport.pause_reading()
+        if not self._busy:
+            self._next()
+
+    def _next(self) -> None:
+        if self._closing or not self._pending:
+            self._busy = False
+            return
+        self._busy = True
+        request = self._pending.popleft()
+        task = asyncio.get_running_loop().create_task(self.gateway.handle(request))
+        task.add_done_callback(lambda done: self._respond(done, request))
+
+    def _respond(self, task: asyncio.Task[_Response], request: _Request) -> None:
+        if task.cancelled() or self.transport is None or self._closing:
+            self._busy = False
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("gateway error: %r", error)
+            response = _local_response(500, _error_body("gateway error"))
+        else:
+            response = task.result()
+        self.transport.write(_serialise_response(response, request.keep_alive))
+        if not request.keep_alive:
+            self.close()
+            return
+        if len(self._pending) <= self.MAX_PIPELINED:
+            self.transport.resume_reading()
+        self._next()
