@@ -24,8 +24,8 @@ def build(out_dir: Path) -> dict[str, object]:
     """Train, convert and write the model plus its provenance file; return the provenance."""
     import numpy as np
     import onnx
-    import sklearn
     import skl2onnx
+    import sklearn
     from skl2onnx import to_onnx
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -46,7 +46,10 @@ def build(out_dir: Path) -> dict[str, object]:
         target_opset=17,
     )
     onx.producer_name = "prewarm/scripts/make_default_model.py"
-    for prop_key, prop_value in (("source", "sklearn.datasets.load_digits"), ("test_accuracy", f"{accuracy:.4f}")):
+    for prop_key, prop_value in (
+        ("source", "sklearn.datasets.load_digits"),
+        ("test_accuracy", f"{accuracy:.4f}"),
+    ):
         entry = onx.metadata_props.add()
         entry.key, entry.value = prop_key, prop_value
     data = onx.SerializeToString()
@@ -80,7 +83,12 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     provenance = build(args.out)
-    logger.info("wrote %s (test accuracy %.4f, sha256 %s)", args.out, provenance["test_accuracy"], provenance["sha256"])
+    logger.info(
+        "wrote %s (test accuracy %.4f, sha256 %s)",
+        args.out,
+        provenance["test_accuracy"],
+        provenance["sha256"],
+    )
     return 0
 
 

@@ -1,0 +1,270 @@
+"""The replica's ASGI application.
+
+``ReplicaApp`` answers ``POST /v2/models/<its model>/infer`` on a lean raw-ASGI path (bytes in, orjson out, no
+per-request framework objects) and hands every other request to a FastAPI app that documents the whole API
+(OpenAPI at ``/openapi.json``) and serves metadata, health and metrics. Both paths share ``infer_body``.
+
+Readiness is honest: the server accepts connections at once, loads the session and runs warm-up inferences in a
+background thread, and answers 503 on ``/v2/health/ready`` and on infer until that is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from inference.batching import Batcher
+from inference.config import ReplicaConfig
+from inference.metrics import ReplicaMetrics, mark_worker_dead
+from inference.model import LoadedModel, ModelNotFoundError, load_model, warm_up
+from inference.protocol import (
+    InvalidRequestError,
+    check_batch_dimension,
+    encode_infer_response,
+    error_body,
+    parse_infer_request,
+)
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class ClientDisconnectedError(Exception):
+    """The client went away before its body arrived."""
+
+
+def process_start_ts() -> float:
+    """Epoch seconds at which this process started."""
+    import psutil
+
+    return float(psutil.Process().create_time())
+
+
+class ReplicaApp:
+    """One model, one worker process: state, metrics and the ASGI entry point."""
+
+    def __init__(self, config: ReplicaConfig, warmup_gate: threading.Event | None = None) -> None:
+        self.config = config
+        self.model: LoadedModel | None = None
+        self.ready = False
+        self.failed: str | None = None
+        self.started_ts = config.process_start_ts or process_start_ts()
+        self.infer_path = f"/v2/models/{config.model}/infer"
+        self.metrics = ReplicaMetrics(
+            config.model, root_pid=int(os.environ.get("_PREWARM_REPLICA_ROOT_PID", os.getpid()))
+        )
+        self.batcher: Batcher | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._warmup_gate = warmup_gate  # tests hold warm-up back with this
+        self._warmup_task: asyncio.Task[None] | None = None
+        self._replica_ready_cached = False
+        from inference.api import build_api
+
+        self.api = build_api(self)
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    async def startup(self) -> None:
+        """Start warming in the background; the server accepts connections meanwhile (and answers 503)."""
+        self._warmup_task = asyncio.get_running_loop().create_task(self._warm(), name="warm-up")
+
+    async def _warm(self) -> None:
+        config = self.config
+        try:
+            if self._warmup_gate is not None:
+                await asyncio.to_thread(self._warmup_gate.wait)
+            model = await asyncio.to_thread(
+                load_model, Path(config.model_repo), config.model, config.intra_op_threads
+            )
+            warmup_s = await asyncio.to_thread(
+                warm_up, model, config.warmup_batch_sizes(), config.warmup_rounds
+            )
+        except Exception as error:  # a replica that cannot load stays unready and says why
+            self.failed = f"{type(error).__name__}: {error}"
+            logger.exception("model %s failed to load; replica stays unready", config.model)
+            return
+        self.model = model
+        if config.batching and model.batchable:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+            self.batcher = Batcher(
+                model.run,
+                config.batch_max_size,
+                config.batch_max_wait_ms / 1000.0,
+                executor=self._executor,
+                on_batch=self.metrics.batch_size.observe,
+                on_depth_change=self.metrics.queue_depth.inc,
+            )
+            self.batcher.start()
+        self.metrics.model_load_s.labels(config.model).set(model.load_s)
+        self.metrics.warmup_s.labels(config.model).set(warmup_s)
+        self.ready = True
+        startup_s = time.time() - self.started_ts
+        self.metrics.startup_s.labels(config.model).set(startup_s)
+        self.metrics.ready.labels(config.model).set(1)
+        if config.ready_dir:
+            Path(config.ready_dir, str(os.getpid())).touch()
+        logger.info(
+            "replica ready: model=%s pid=%d startup_s=%.3f load_s=%.3f warmup_s=%.3f batching=%s",
+            config.model,
+            os.getpid(),
+            startup_s,
+            model.load_s,
+            warmup_s,
+            self.batcher is not None,
+        )
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        self._replica_ready_cached = False
+        if self._warmup_task is not None and not self._warmup_task.done():
+            self._warmup_task.cancel()
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self.config.ready_dir:
+            Path(self.config.ready_dir, str(os.getpid())).unlink(missing_ok=True)
+        mark_worker_dead(os.getpid())
+        logger.info("replica worker %d stopped", os.getpid())
+
+    def replica_ready(self) -> bool:
+        """This worker is warmed and, with several workers, every worker is."""
+        if not self.ready:
+            return False
+        if self._replica_ready_cached or not self.config.ready_dir:
+            return True
+        try:
+            self._replica_ready_cached = len(os.listdir(self.config.ready_dir)) >= self.config.workers
+        except OSError:
+            return False
+        return self._replica_ready_cached
+
+    # --- the hot path --------------------------------------------------------------------------------------
+    async def infer_body(self, body: bytes) -> tuple[int, bytes]:
+        """Serve one V2 infer body for this replica's model: (HTTP status, JSON body)."""
+        model = self.model
+        if not self.ready or model is None:
+            reason = f"failed to load: {self.failed}" if self.failed else "warming up"
+            return 503, error_body(f"model {self.config.model!r} is not ready ({reason})")
+        try:
+            request = parse_infer_request(body, model.inputs, model.outputs)
+            if self.batcher is not None:
+                check_batch_dimension(request)
+                outputs = await self.batcher.submit(request.inputs, request.rows)
+            else:
+                self.metrics.batch_size.observe(request.rows)
+                outputs = model.run(request.inputs)
+            return 200, encode_infer_response(model.name, request.id, outputs, model.outputs, request.outputs)
+        except InvalidRequestError as error:
+            return error.status, error_body(str(error))
+        except Exception as error:
+            logger.exception("inference failed")
+            return 500, error_body(f"inference failed: {type(error).__name__}: {error}")
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.config.max_body_bytes
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    raise InvalidRequestError(f"body of {int(value)} bytes exceeds the limit of {limit}", 413)
+                break
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise InvalidRequestError(f"body exceeds the limit of {limit} bytes", 413)
+            return body
+        chunks, size = [body], len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnectedError
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise InvalidRequestError(f"body exceeds the limit of {limit} bytes", 413)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.metrics
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        try:
+            try:
+                body = await self._read_body(scope, receive)
+            except InvalidRequestError as error:
+                status, payload = error.status, error_body(str(error))
+            except ClientDisconnectedError:
+                return
+            else:
+                status, payload = await self.infer_body(body)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            metrics.in_flight.dec()
+        if status == 200:
+            metrics.infer_ok.inc()
+        else:
+            metrics.count("infer", status)
+        metrics.latency.observe(time.perf_counter() - started)
+
+    # --- ASGI ----------------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.infer_path and scope["method"] == "POST":
+            await self._infer(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app_from_env() -> ReplicaApp:
+    """Factory for uvicorn's worker processes (config comes from the environment the CLI set)."""
+    from prewarm.cli import configure_logging
+    from prewarm.settings import get_settings
+
+    configure_logging(get_settings().log_level)  # spawned workers start with logging unconfigured
+    return ReplicaApp(ReplicaConfig.from_env())
+
+
+def check_model_exists(config: ReplicaConfig) -> None:
+    """Fail fast in the CLI, before any server starts, when the model is not in the repository."""
+    from inference.model import model_path
+
+    model_path(Path(config.model_repo), config.model)
+
+
+__all__ = ["ModelNotFoundError", "ReplicaApp", "check_model_exists", "create_app_from_env"]

@@ -1,0 +1,189 @@
+"""Open Inference Protocol (KServe V2) JSON: parse and validate an infer request, encode the response.
+
+Pure functions over bytes and numpy arrays, no web framework: the hot path builds no pydantic models.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from inference.model import TensorSpec
+
+# numpy kinds accepted for each V2 datatype family (ints may feed float inputs; floats never feed int inputs)
+_ACCEPTED_KINDS = {"f": "iuf", "i": "iu", "u": "iu", "b": "b"}
+
+
+class InvalidRequestError(ValueError):
+    """The request cannot be served as sent; ``status`` is the HTTP status, the message says what to fix."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A validated request: arrays by input name (model dtypes and shapes) and the outputs to return."""
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: tuple[str, ...] | None
+
+    @property
+    def rows(self) -> int:
+        """Size of the first (batch) dimension, for batching."""
+        first = next(iter(self.inputs.values()))
+        return int(first.shape[0]) if first.ndim else 1
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        # Python's json module writes NaN/Infinity; parse those leniently so the message can name the input.
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequestError(f"body is not valid JSON: {error}") from None
+
+
+def _shape_matches(shape: Sequence[int], expected: Sequence[int]) -> bool:
+    return len(shape) == len(expected) and all(e < 0 or s == e for s, e in zip(shape, expected, strict=True))
+
+
+def _tensor(entry: Any, spec: TensorSpec) -> np.ndarray:
+    name = spec.name
+    datatype = entry.get("datatype")
+    if datatype != spec.datatype:
+        raise InvalidRequestError(
+            f"input {name!r}: datatype {datatype!r} given, the model expects {spec.datatype!r}"
+        )
+    shape = entry.get("shape")
+    if (
+        not isinstance(shape, list)
+        or not all(type(dim) is int and dim >= 0 for dim in shape)  # bool is not a dimension
+    ):
+        raise InvalidRequestError(
+            f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}"
+        )
+    if not _shape_matches(shape, spec.shape):
+        raise InvalidRequestError(
+            f"input {name!r}: shape {shape} does not match the model's {list(spec.shape)} (-1 = any size)"
+        )
+    data = entry.get("data")
+    if not isinstance(data, list):
+        raise InvalidRequestError(f"input {name!r}: 'data' must be a list of numbers (row-major)")
+    try:
+        raw = np.asarray(data)
+    except ValueError:
+        raise InvalidRequestError(f"input {name!r}: 'data' is a ragged nested list") from None
+    if raw.dtype.kind not in _ACCEPTED_KINDS[spec.dtype.kind] and raw.size:
+        kind = "booleans" if spec.dtype.kind == "b" else "integers" if spec.dtype.kind in "iu" else "numbers"
+        raise InvalidRequestError(
+            f"input {name!r}: 'data' must hold only {kind} for datatype {spec.datatype}"
+        )
+    expected_size = math.prod(shape)
+    if expected_size == 0:
+        raise InvalidRequestError(f"input {name!r}: shape {shape} holds no values; send at least one row")
+    if raw.size != expected_size:
+        raise InvalidRequestError(
+            f"input {name!r}: 'data' has {raw.size} values, shape {shape} needs {expected_size}"
+        )
+    if spec.dtype.kind in "iu" and raw.size:
+        info = np.iinfo(spec.dtype)
+        if raw.min() < info.min or raw.max() > info.max:
+            raise InvalidRequestError(f"input {name!r}: values out of range for {spec.datatype}")
+    array = raw.astype(spec.dtype, copy=False).reshape(shape)
+    if spec.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidRequestError(
+            f"input {name!r}: values must be finite {spec.datatype} numbers (NaN, infinity or out of range given)"
+        )
+    return array
+
+
+def parse_infer_request(
+    body: bytes, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> InferRequest:
+    """Validate a V2 JSON infer request against the model's tensors; raise InvalidRequestError naming the problem."""
+    document = _loads(body)
+    if not isinstance(document, dict):
+        raise InvalidRequestError("body must be a JSON object with an 'inputs' list")
+    entries = document.get("inputs")
+    if not isinstance(entries, list) or not entries:
+        raise InvalidRequestError("'inputs' must be a non-empty list of tensors")
+    specs = {spec.name: spec for spec in inputs}
+    arrays: dict[str, np.ndarray] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise InvalidRequestError(
+                "each item of 'inputs' must be an object with name, shape, datatype, data"
+            )
+        name = entry.get("name")
+        spec = specs.get(name) if isinstance(name, str) else None
+        if spec is None:
+            raise InvalidRequestError(f"unexpected input {name!r}; the model takes {sorted(specs)}")
+        if name in arrays:
+            raise InvalidRequestError(f"input {name!r} is given twice")
+        arrays[spec.name] = _tensor(entry, spec)
+    missing = [name for name in specs if name not in arrays]
+    if missing:
+        raise InvalidRequestError(f"missing input(s) {missing}; the model takes {sorted(specs)}")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidRequestError("'id' must be a string")
+    return InferRequest(request_id, arrays, _requested_outputs(document.get("outputs"), outputs))
+
+
+def _requested_outputs(requested: Any, outputs: Sequence[TensorSpec]) -> tuple[str, ...] | None:
+    if requested is None:
+        return None
+    known = [spec.name for spec in outputs]
+    if not isinstance(requested, list) or not all(isinstance(item, dict) for item in requested):
+        raise InvalidRequestError("'outputs' must be a list of objects with a 'name'")
+    names = tuple(item.get("name") for item in requested)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InvalidRequestError(f"unknown output(s) {unknown}; the model has {known}")
+    return names
+
+
+def check_batch_dimension(request: InferRequest) -> None:
+    """For batching, every input must agree on the first dimension."""
+    sizes = {array.shape[0] for array in request.inputs.values()}
+    if len(sizes) > 1:
+        raise InvalidRequestError(f"inputs disagree on the batch (first) dimension: {sorted(sizes)}")
+
+
+def encode_infer_response(
+    model_name: str,
+    request_id: str | None,
+    results: Mapping[str, np.ndarray],
+    specs: Sequence[TensorSpec],
+    wanted: Sequence[str] | None,
+) -> bytes:
+    """The V2 JSON response; arrays go to orjson as numpy (no Python lists), flattened row-major."""
+    names = wanted if wanted is not None else [spec.name for spec in specs]
+    datatypes = {spec.name: spec.datatype for spec in specs}
+    tensors = []
+    for name in names:
+        array = results[name]
+        data: object = np.ascontiguousarray(array).ravel()
+        if array.dtype == np.float16:
+            data = array.ravel().tolist()  # orjson has no float16
+        tensors.append({"name": name, "datatype": datatypes[name], "shape": list(array.shape), "data": data})
+    document: dict[str, object] = {"model_name": model_name, "outputs": tensors}
+    if request_id is not None:
+        document["id"] = request_id
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def error_body(message: str) -> bytes:
+    """The V2 error object."""
+    return orjson.dumps({"error": message})

@@ -1,0 +1,60 @@
+"""Run a replica under uvicorn (uvloop + httptools), one process or several workers sharing the port."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+from inference.config import CONFIG_ENV, ReplicaConfig
+
+logger = logging.getLogger(__name__)
+
+
+def serve(config: ReplicaConfig) -> int:
+    """Serve until SIGTERM/SIGINT, then stop accepting, finish in-flight requests and return 0."""
+    os.environ["_PREWARM_REPLICA_ROOT_PID"] = str(os.getpid())
+    scratch: str | None = None
+    if config.workers > 1:
+        # shared state of the workers: prometheus multiprocess files and one readiness file per warmed worker
+        scratch = tempfile.mkdtemp(prefix="prewarm-replica-")
+        os.makedirs(os.path.join(scratch, "metrics"))
+        os.makedirs(os.path.join(scratch, "ready"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(scratch, "metrics")
+        config = ReplicaConfig(**{**config.__dict__, "ready_dir": os.path.join(scratch, "ready")})
+    os.environ[CONFIG_ENV] = config.to_env()
+    import uvicorn
+
+    common = {
+        "host": config.host,
+        "port": config.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_config": None,  # keep the CLI's logging setup
+        "timeout_graceful_shutdown": config.graceful_timeout_s,
+        "backlog": 4096,
+    }
+    logger.info(
+        "starting replica model=%s repo=%s on %s:%d workers=%d batching=%s",
+        config.model,
+        config.model_repo,
+        config.host,
+        config.port,
+        config.workers,
+        f"max {config.batch_max_size} rows / {config.batch_max_wait_ms} ms" if config.batching else "off",
+    )
+    try:
+        if config.workers > 1:
+            uvicorn.run("inference.app:create_app_from_env", factory=True, workers=config.workers, **common)  # type: ignore[arg-type]
+        else:
+            from inference.app import ReplicaApp
+
+            uvicorn.Server(uvicorn.Config(ReplicaApp(config), **common)).run()  # type: ignore[arg-type]
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    logger.info("replica on port %d stopped", config.port)
+    return 0
