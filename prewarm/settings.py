@@ -21,6 +21,22 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(
         default=300.0, gt=0, description="Samples stamped further than this in the future are rejected."
     )
+    # --- Prometheus as an observation source (controller/sources/prometheus.py) ---
+    prometheus_url: str = Field(
+        default="", description="Prometheus base URL (http://host:9090) to read observations from; empty: unused."
+    )
+    prometheus_selector: str = Field(
+        default='deployment="$deployment"',
+        description="PromQL label matchers picking one deployment's replicas; $deployment is its name.",
+    )
+    prometheus_rate_window: str = Field(
+        default="30s", description="Range of rate() and histogram_quantile() in the PromQL ($window)."
+    )
+    prometheus_timeout_s: float = Field(default=5.0, gt=0, description="Timeout of one Prometheus query.")
+    prometheus_queries: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON {metric: PromQL template} replacing default queries; "" switches a metric off.',
+    )
     # --- inference replica (`prewarm replica`; CLI flags override) ---
     replica_model_repo: str = Field(
         default="models/onnx", description="Replica model repository: one <name>/model.onnx folder per model."
