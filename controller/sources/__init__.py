@@ -1,0 +1,1 @@
+"""Observation sources other than the metrics store: Prometheus, for clusters where it already scrapes replicas."""
