@@ -1,0 +1,155 @@
+"""The scaling policy: every knob of ``decide()``, with defaults and validation messages a user can act on.
+
+A policy is a plain value (stored as JSON in the ``policies`` table, edited through the REST API, read from a
+``--policy-file`` by the simulator). Percentages are 0-100; utilisations are fractions 0-1; times are seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ScalingPolicy(BaseModel):
+    """How one deployment scales. Unknown fields are rejected so that a typo never silently does nothing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Bounds
+    min_replicas: int = Field(default=1, ge=0, description="Never fewer replicas than this.")
+    max_replicas: int = Field(default=10, ge=1, description="Never more replicas than this.")
+
+    # Predictive path
+    replica_capacity_rps: float = Field(
+        default=400.0,
+        gt=0,
+        description="Requests per second one replica serves at the latency SLO (100 % of its capacity).",
+    )
+    target_utilisation: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Fraction of a replica's capacity to plan for; the rest is headroom for bursts.",
+    )
+    lead_time_margin_s: float = Field(
+        default=10.0, ge=0, description="Added to the measured replica startup time to get the lead time."
+    )
+    default_replica_startup_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Replica startup time assumed until one has been measured (from replica events).",
+    )
+    horizon_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds after the lead time the forecast must be covered for: the window is "
+        "[now, now + lead time + horizon].",
+    )
+    forecast_max_age_s: float = Field(
+        default=1800.0, gt=0, description="A forecast older than this is stale and ignored."
+    )
+    forecast_sanity_factor: float = Field(
+        default=10.0,
+        gt=1,
+        description="A forecast above this many times the recent peak (or one replica's load) is absurd and ignored.",
+    )
+
+    # Reactive path (HPA ratio form, Knative panic mode)
+    cpu_scale_up_percent: float = Field(
+        default=70.0, gt=0, le=100, description="Scale up above this mean CPU %."
+    )
+    cpu_scale_down_percent: float = Field(
+        default=30.0, ge=0, le=100, description="May scale down below this CPU %."
+    )
+    memory_scale_up_percent: float = Field(
+        default=80.0, gt=0, le=100, description="Scale up above this memory %."
+    )
+    memory_scale_down_percent: float = Field(
+        default=40.0, ge=0, le=100, description="May scale down below this memory %."
+    )
+    latency_p95_scale_up_ms: float = Field(
+        default=100.0, gt=0, description="Scale up above this p95 latency."
+    )
+    queue_length_scale_up: float = Field(
+        default=10.0, gt=0, description="Scale up above this many queued requests."
+    )
+    tolerance: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Ratio changes within this fraction of 1 are ignored (HPA's 10 %).",
+    )
+    stable_window_s: float = Field(default=60.0, gt=0, description="Metrics are averaged over this window.")
+    panic_window_s: float = Field(default=6.0, gt=0, description="Short window that detects sudden bursts.")
+    panic_threshold: float = Field(
+        default=2.0,
+        gt=1,
+        description="Panic when the short window asks for this many times the ready replicas (2.0 = 200 %).",
+    )
+    max_metrics_age_s: float = Field(
+        default=60.0, gt=0, description="Metrics whose newest sample is older than this count as missing."
+    )
+
+    # Limits applied to the combined recommendation
+    max_step_up: int | None = Field(
+        default=None, ge=1, description="At most this many replicas added per decision."
+    )
+    max_step_down: int | None = Field(
+        default=None, ge=1, description="At most this many replicas removed per decision."
+    )
+    scale_down_stabilisation_s: float = Field(
+        default=300.0, ge=0, description="Scale down only to the highest recommendation of this window."
+    )
+    price_per_replica_hour: float = Field(
+        default=0.0, ge=0, description="Money per replica-hour (for budgets)."
+    )
+    budget_replica_hours_per_hour: float | None = Field(
+        default=None, gt=0, description="Cost budget: at most this many replica-hours per hour."
+    )
+    budget_money_per_hour: float | None = Field(
+        default=None, gt=0, description="Cost budget: at most this much money per hour (needs a price)."
+    )
+
+    # Forecast schedule (used by the forecast job and the simulator, not by decide())
+    decision_interval_s: float = Field(default=5.0, gt=0, description="Seconds between two decisions.")
+    forecast_refit_interval_s: float = Field(
+        default=900.0, gt=0, description="Refit the forecaster this often."
+    )
+    forecast_history_s: float = Field(
+        default=7 * 86400.0, gt=0, description="Seconds of history the forecaster is fitted on."
+    )
+    forecast_step_s: float = Field(default=60.0, gt=0, description="Resolution of the forecast (bin width).")
+    forecast_model: str = Field(
+        default="auto", min_length=1, description="Forecasting model name, or 'auto'."
+    )
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas}); "
+                "raise max_replicas or lower min_replicas"
+            )
+        if self.cpu_scale_down_percent >= self.cpu_scale_up_percent:
+            raise ValueError(
+                f"cpu_scale_down_percent ({self.cpu_scale_down_percent}) must be below cpu_scale_up_percent "
+                f"({self.cpu_scale_up_percent}), or replicas would flap"
+            )
+        if self.memory_scale_down_percent >= self.memory_scale_up_percent:
+            raise ValueError(
+                f"memory_scale_down_percent ({self.memory_scale_down_percent}) must be below "
+                f"memory_scale_up_percent ({self.memory_scale_up_percent}), or replicas would flap"
+            )
+        if self.panic_window_s > self.stable_window_s:
+            raise ValueError(
+                f"panic_window_s ({self.panic_window_s}) must not exceed stable_window_s ({self.stable_window_s})"
+            )
+        if self.budget_money_per_hour is not None and self.price_per_replica_hour <= 0:
+            raise ValueError("budget_money_per_hour needs price_per_replica_hour > 0 to be enforced")
+        return self
+
+    @property
+    def planned_rps_per_replica(self) -> float:
+        """Load one replica is planned to carry: capacity times target utilisation."""
+        return self.replica_capacity_rps * self.target_utilisation

@@ -1,0 +1,304 @@
+"""The named steps of ``decide()``: small pure functions, each returning a count and the reason for it.
+
+The order in which ``decide()`` chains them is written down in docs/decision.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from controller.decision_values import DecisionState, FloatArray, ForecastInput, Observations, Reason
+from controller.overrides import OverrideKind, OverrideValue
+from controller.policy import ScalingPolicy
+
+_EPS = 1e-9
+
+
+def ceil_replicas(x: float) -> int:
+    """Replicas needed for a fractional need; a hair above an integer (float noise) does not add one."""
+    return max(0, math.ceil(x - _EPS))
+
+
+def window_mean(values: FloatArray, seconds: float) -> float | None:
+    """Mean of the last ``seconds`` per-second values, ignoring NaN; None when nothing was measured."""
+    n = max(1, round(seconds))
+    tail = values[-n:]
+    finite = tail[np.isfinite(tail)]
+    return float(finite.mean()) if finite.size else None
+
+
+def metrics_fresh(policy: ScalingPolicy, obs: Observations, now: float) -> bool:
+    """True when the newest sample is recent enough to act on."""
+    return obs.last_sample_ts is not None and now - obs.last_sample_ts <= policy.max_metrics_age_s
+
+
+def lead_time_s(policy: ScalingPolicy, obs: Observations) -> tuple[float, Reason]:
+    """Measured replica startup (or the policy's default until measured) plus the margin."""
+    measured = obs.replica_startup_s
+    if measured is not None and math.isfinite(measured) and measured >= 0:
+        startup, origin = measured, "measured startup"
+    else:
+        startup, origin = policy.default_replica_startup_s, "default startup (not measured yet)"
+    lead = startup + policy.lead_time_margin_s
+    return lead, Reason(
+        "lead-time", f"{origin} {startup:.0f} s + margin {policy.lead_time_margin_s:.0f} s = {lead:.0f} s"
+    )
+
+
+@dataclass(frozen=True)
+class Predictive:
+    replicas: int | None  # None: forecast not used
+    upper_rps: float | None
+    reason: Reason
+
+
+def predictive(
+    policy: ScalingPolicy,
+    obs: Observations,
+    forecast: ForecastInput | None,
+    now: float,
+    lead_s: float,
+    reactive_only: bool,
+    fresh: bool,
+) -> Predictive:
+    """Replicas for the upper forecast band over ``[now, now + lead time + horizon]``, or None with the reason."""
+
+    def ignored(why: str) -> Predictive:
+        return Predictive(None, None, Reason("predictive", f"forecast ignored: {why}"))
+
+    if reactive_only:
+        return ignored("reactive-only override")
+    if forecast is None:
+        return ignored("no forecast")
+    age = now - forecast.created_at
+    if age > policy.forecast_max_age_s:
+        return ignored(f"stale, made {age:.0f} s ago (max {policy.forecast_max_age_s:.0f} s)")
+    if age < -policy.forecast_max_age_s:
+        return ignored(f"made {-age:.0f} s in the future")
+    window_end = now + lead_s + policy.horizon_s
+    ts = forecast.target_ts
+    if ts.size == 0 or ts[-1] + forecast.step_s < window_end - _EPS:
+        return ignored(f"does not cover the window up to now + {lead_s + policy.horizon_s:.0f} s")
+    selected = forecast.upper[(ts + forecast.step_s > now) & (ts <= window_end)]
+    if selected.size == 0:
+        return ignored("no forecast interval inside the window")
+    if not np.all(np.isfinite(selected)):
+        return ignored("NaN or infinite values in the window")
+    if np.any(selected < 0):
+        return ignored("negative values in the window")
+    upper = float(selected.max())
+    reference = policy.planned_rps_per_replica
+    if forecast.history_peak_rps is not None and math.isfinite(forecast.history_peak_rps):
+        reference = max(reference, forecast.history_peak_rps)
+    if fresh and obs.rps.size:
+        finite = obs.rps[np.isfinite(obs.rps)]
+        if finite.size:
+            reference = max(reference, float(finite.max()))
+    if upper > policy.forecast_sanity_factor * reference:
+        return ignored(
+            f"absurd: upper {upper:.0f} rps is over {policy.forecast_sanity_factor:g}x the reference peak "
+            f"{reference:.0f} rps"
+        )
+    replicas = ceil_replicas(upper / policy.planned_rps_per_replica)
+    return Predictive(
+        replicas,
+        upper,
+        Reason(
+            "predictive",
+            f"upper forecast {upper:.0f} rps over the next {lead_s + policy.horizon_s:.0f} s / "
+            f"({policy.replica_capacity_rps:g} rps x {policy.target_utilisation:g}) -> {replicas}",
+            after=replicas,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Reactive:
+    needed: int  # replicas the current metrics call for (ratio form); the vote next to the predictive one
+    alone: int  # what the reactive path decides on its own (holds inside the thresholds' band)
+    panic: bool
+    panic_triggered_at: float | None
+    panic_peak: int
+    reason: Reason
+
+
+def _ratio_replicas(base: int, ratio: float, tolerance: float) -> int:
+    """HPA's ``ceil(current * observed / target)``, keeping ``base`` within the tolerance."""
+    if abs(ratio - 1.0) <= tolerance:
+        return base
+    return ceil_replicas(base * ratio)
+
+
+def reactive(
+    policy: ScalingPolicy, obs: Observations, state: DecisionState, now: float, fresh: bool
+) -> Reactive:
+    """CPU / memory / latency / queue thresholds in HPA's ratio form, with Knative's panic mode for bursts."""
+    current = obs.current_replicas
+    if not fresh:
+        return Reactive(
+            current,
+            current,
+            False,
+            None,
+            0,
+            Reason("reactive", f"no fresh metrics: keep the current {current}"),
+        )
+    base = obs.ready_replicas if obs.ready_replicas > 0 else current
+    signals = (
+        ("cpu", obs.cpu_percent, policy.cpu_scale_up_percent, True),
+        ("memory", obs.memory_percent, policy.memory_scale_up_percent, True),
+        ("p95 latency", obs.latency_p95_ms, policy.latency_p95_scale_up_ms, False),
+        ("queue", obs.queue_length, policy.queue_length_scale_up, False),
+    )
+    votes: list[tuple[int, str]] = []
+    panic_votes: list[int] = []
+    measured_any = False
+    for name, values, up, proportional in signals:
+        stable = window_mean(values, policy.stable_window_s) if values.size else None
+        if stable is None:
+            continue
+        measured_any = True
+        ratio = stable / up
+        if ratio > 1.0 + policy.tolerance:
+            votes.append((_ratio_replicas(base, ratio, policy.tolerance), f"{name} {stable:.0f} > {up:g}"))
+        elif proportional:
+            # Below the up threshold a proportional metric says how many replicas the load needs (never more).
+            votes.append((min(base, _ratio_replicas(base, ratio, policy.tolerance)), f"{name} {stable:.0f}"))
+        panic_mean = window_mean(values, policy.panic_window_s)
+        if panic_mean is not None and base > 0:
+            panic_votes.append(ceil_replicas(base * panic_mean / up))
+    # Scale-from-zero: ratios of nothing are nothing, but arriving requests need a replica.
+    recent_rps = window_mean(obs.rps, policy.stable_window_s) if obs.rps.size else None
+    if base == 0 and recent_rps is not None and recent_rps > 0:
+        votes.append((1, f"{recent_rps:.1f} rps with no replica"))
+    if not measured_any and not votes:
+        return Reactive(
+            current,
+            current,
+            False,
+            None,
+            0,
+            Reason("reactive", f"no metric measured: keep the current {current}"),
+        )
+    needed = max((v for v, _ in votes), default=0)
+    up_votes = [v for v, _ in votes if v > base]
+    # The band between the down and up thresholds holds the count when deciding alone (hysteresis).
+    all_below_down = all(
+        (mean := window_mean(values, policy.stable_window_s)) is None or mean < down
+        for values, down in (
+            (obs.cpu_percent, policy.cpu_scale_down_percent),
+            (obs.memory_percent, policy.memory_scale_down_percent),
+        )
+        if values.size
+    )
+    if up_votes:
+        alone = max(up_votes)
+    elif all_below_down and (obs.cpu_percent.size or obs.memory_percent.size):
+        alone = needed
+    else:
+        alone = current
+
+    panic_desired = max(panic_votes, default=0)
+    triggered_at = state.panic_triggered_at
+    if base > 0 and panic_desired >= policy.panic_threshold * base:
+        triggered_at = now
+    panic = triggered_at is not None and now - triggered_at < policy.stable_window_s
+    if panic:
+        peak = max(state.panic_peak if state.panic_triggered_at is not None else 0, panic_desired, current)
+        needed = alone = max(needed, peak)
+        why = ", ".join(w for _, w in votes) or "no signal"
+        reason = Reason(
+            "panic",
+            f"burst: short window asks {panic_desired} for {base} ready (>= {policy.panic_threshold:g}x); "
+            f"no scale-down until {policy.stable_window_s:.0f} s calm; {why} -> {needed}",
+            after=needed,
+        )
+        return Reactive(needed, alone, True, triggered_at, peak, reason)
+    why = ", ".join(w for _, w in votes)
+    band = " (inside the thresholds' band: hold when alone)" if alone == current and not up_votes else ""
+    return Reactive(
+        needed,
+        alone,
+        False,
+        None,
+        0,
+        Reason("reactive", f"{why} on {base} ready -> {needed}{band}", after=needed),
+    )
+
+
+def stabilise(
+    policy: ScalingPolicy, state: DecisionState, now: float, current: int, recommendation: int
+) -> tuple[int, tuple[tuple[float, int], ...]]:
+    """HPA's scale-down stabilisation: scale down only to the highest recommendation of the window."""
+    window = policy.scale_down_stabilisation_s
+    kept = tuple((ts, r) for ts, r in state.recommendations if ts > now - window)
+    history = (*kept, (now, recommendation))
+    if recommendation > current:
+        return recommendation, history
+    return min(current, max(r for _, r in history)), history
+
+
+def step_limits(policy: ScalingPolicy, current: int, desired: int) -> int:
+    """At most ``max_step_up`` added and ``max_step_down`` removed per decision."""
+    if policy.max_step_up is not None and desired > current + policy.max_step_up:
+        return current + policy.max_step_up
+    if policy.max_step_down is not None and desired < current - policy.max_step_down:
+        return current - policy.max_step_down
+    return desired
+
+
+def budget_cap(policy: ScalingPolicy) -> int | None:
+    """The replica count the cost budget allows, or None without a budget; never below one replica, so that a
+    budget alone does not scale a service to zero."""
+    caps: list[int] = []
+    if policy.budget_replica_hours_per_hour is not None:
+        caps.append(math.floor(policy.budget_replica_hours_per_hour + _EPS))
+    if policy.budget_money_per_hour is not None and policy.price_per_replica_hour > 0:
+        caps.append(math.floor(policy.budget_money_per_hour / policy.price_per_replica_hour + _EPS))
+    return max(1, min(caps)) if caps else None
+
+
+def apply_overrides(
+    active: tuple[OverrideValue, ...], current: int, desired: int
+) -> tuple[int, list[Reason]]:
+    """Floor, then pin, then freeze (the strongest last). Reactive-only and dry-run act elsewhere."""
+    reasons: list[Reason] = []
+    for override in active:
+        if override.kind is OverrideKind.FLOOR and override.value is not None and desired < override.value:
+            reasons.append(
+                Reason(
+                    "floor",
+                    f"override: at least {override.value} until {override.ends_at:.0f}",
+                    desired,
+                    override.value,
+                )
+            )
+            desired = override.value
+    for override in active:
+        if override.kind is OverrideKind.PIN and override.value is not None:
+            if desired != override.value:
+                reasons.append(
+                    Reason(
+                        "pin",
+                        f"override: exactly {override.value} until {override.ends_at:.0f}",
+                        desired,
+                        override.value,
+                    )
+                )
+            desired = override.value
+    for override in active:
+        if override.kind is OverrideKind.FREEZE:
+            if desired != current:
+                reasons.append(
+                    Reason(
+                        "freeze",
+                        f"override: no changes until {override.ends_at:.0f}, keep {current}",
+                        desired,
+                        current,
+                    )
+                )
+            desired = current
+    return desired, reasons
