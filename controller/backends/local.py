@@ -1,0 +1,391 @@
+"""The local process backend: runs ``prewarm replica`` processes on this machine and keeps their number right.
+
+A supervisor thread (every ``tick_s``) probes starting replicas until ready, replaces replicas that die or stop
+answering, drains and stops surplus ones, and publishes the replica set to ``<state_dir>/replicas.json`` for the
+gateway (see inference/gateway/registry.py). On start it adopts the healthy replicas a previous backend left behind
+and kills the rest, so a backend restart leaves no orphans and drops no traffic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from controller.backends import local_events as ev
+from controller.backends.base import BackendError, ReplicaInfo, ReplicaState
+from controller.backends.local_events import Event, EventSink, LogEventSink
+from controller.backends.local_process import (
+    find_owned_processes,
+    free_port,
+    is_alive,
+    probe_ready,
+    same_process,
+    send_signal,
+    spawn,
+)
+from inference.gateway.registry import (
+    GATEWAY_FILE,
+    REPLICAS_FILE,
+    RegistrySnapshot,
+    ReplicaRecord,
+    read_gateway_load,
+    read_registry,
+    write_registry,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalBackendConfig:
+    """How to run one deployment's replicas locally (``command`` placeholders: {port} {host} {model} {model_repo})."""
+
+    deployment: str
+    model: str
+    state_dir: Path  # this deployment's directory: replicas.json, gateway.json, logs/
+    model_repo: str = "models/onnx"
+    host: str = "127.0.0.1"
+    command: tuple[str, ...] = ()  # default: this Python running ``prewarm replica``
+    tick_s: float = 0.1
+    probe_timeout_s: float = 0.5
+    liveness_interval_s: float = 0.5
+    liveness_failures_to_replace: int = 3
+    ready_timeout_s: float = 120.0
+    drain_s: float = 0.5  # after leaving the registry: time for the gateway to stop routing to it
+    drain_timeout_s: float = 10.0  # longest wait for in-flight work before SIGTERM
+    stop_timeout_s: float = 10.0  # SIGTERM to SIGKILL
+    restart_backoff_s: float = (
+        0.0  # wait before replacing a failed replica (grows x2 per quick failure, max 10 s)
+    )
+
+    def replica_command(self, port: int) -> list[str]:
+        template = self.command or (
+            sys.executable, "-m", "prewarm.cli", "replica", "--model-repo", "{model_repo}", "--model", "{model}",
+            "--host", "{host}", "--port", "{port}",
+        )  # fmt: skip
+        values = {"port": port, "host": self.host, "model": self.model, "model_repo": self.model_repo}
+        return [part.format(**values) for part in template]
+
+
+@dataclass
+class _Replica:
+    replica_id: str
+    port: int
+    process: psutil.Process
+    popen: subprocess.Popen[bytes] | None
+    state: ReplicaState
+    started_at: float  # epoch seconds
+    started_mono: float
+    create_time: float
+    liveness_failures: int = 0
+    next_liveness_mono: float = 0.0
+    stop_requested_mono: float | None = None
+    term_sent_mono: float | None = None
+    detail: str = field(default="")
+
+
+class LocalProcessBackend:
+    """Implements ``ReplicaBackend`` with local processes; thread-safe, its supervisor runs in a daemon thread."""
+
+    name = "local"
+
+    def __init__(
+        self, config: LocalBackendConfig, events: EventSink | None = None, adopt: bool = True
+    ) -> None:
+        self.config = config
+        self.events: EventSink = events or LogEventSink()
+        self._lock = threading.RLock()
+        self._replicas: dict[str, _Replica] = {}
+        self._desired = 0
+        self._stop = threading.Event()
+        self._probe_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="replica-probe")
+        self._published: tuple[ReplicaRecord, ...] | None = None
+        self._quick_failures = 0
+        self._next_spawn_mono = 0.0
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._owner = str(self.config.state_dir.resolve())
+        if adopt:
+            self._adopt_or_clean_up()
+        self._publish()
+        self._thread = threading.Thread(
+            target=self._run, name=f"local-backend-{config.deployment}", daemon=True
+        )
+        self._thread.start()
+
+    @classmethod
+    def from_deployment(
+        cls, deployment: str, model: str, backend_config: Mapping[str, Any], state_root: Path,
+        events: EventSink | None = None,
+    ) -> LocalProcessBackend:  # fmt: skip
+        """Build from a deployment row's ``backend_config`` (keys: the LocalBackendConfig fields)."""
+        allowed = set(LocalBackendConfig.__dataclass_fields__) - {"deployment", "model", "state_dir"}
+        unknown = set(backend_config) - allowed
+        if unknown:
+            raise BackendError(
+                f"unknown local backend settings {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
+        options = dict(backend_config)
+        if "command" in options:
+            options["command"] = tuple(options["command"])
+        config = LocalBackendConfig(
+            deployment=deployment, model=model, state_dir=state_root / deployment, **options
+        )
+        return cls(config, events)
+
+    # ReplicaBackend
+    def replicas(self) -> list[ReplicaInfo]:
+        load = read_gateway_load(self.config.state_dir / GATEWAY_FILE)
+        with self._lock:
+            return [
+                ReplicaInfo(
+                    r.replica_id,
+                    r.state,
+                    f"{self.config.host}:{r.port}",
+                    load.get(r.replica_id),
+                    r.started_at,
+                )
+                for r in self._replicas.values()
+            ]
+
+    def ready_count(self) -> int:
+        with self._lock:
+            return sum(1 for r in self._replicas.values() if r.state is ReplicaState.READY)
+
+    def scale_to(self, replicas: int) -> None:
+        if replicas < 0:
+            raise BackendError(f"cannot scale to {replicas} replicas")
+        with self._lock:
+            if replicas != self._desired:
+                log.info("%s: scale %d -> %d", self.config.deployment, self._desired, replicas)
+            self._desired = replicas
+            self._reconcile()
+
+    def close(self, stop_replicas: bool = True) -> None:
+        """Stop the supervisor; with ``stop_replicas`` also drain and stop every replica (else a new backend adopts them)."""
+        if stop_replicas:
+            self.scale_to(0)
+            deadline = (
+                time.monotonic()
+                + self.config.drain_s
+                + self.config.drain_timeout_s
+                + self.config.stop_timeout_s
+                + 2
+            )
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if not self._replicas:
+                        break
+                time.sleep(self.config.tick_s)
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._probe_pool.shutdown(wait=False, cancel_futures=True)
+        if stop_replicas:
+            with self._lock:
+                for replica in list(self._replicas.values()):
+                    send_signal(replica.process, signal.SIGKILL)
+                    self._forget(replica, ev.STOPPED, "killed at backend close")
+                self._publish()
+
+    # supervisor
+    def _run(self) -> None:
+        while not self._stop.wait(self.config.tick_s):
+            try:
+                self._tick()
+            except Exception:
+                log.exception("local backend supervisor tick failed")
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            replicas = list(self._replicas.values())
+        to_probe = [
+            r for r in replicas
+            if r.state is ReplicaState.STARTING or (r.state is ReplicaState.READY and now >= r.next_liveness_mono)
+        ]  # fmt: skip
+        results = dict(
+            zip(
+                [r.replica_id for r in to_probe],
+                self._probe_pool.map(
+                    lambda r: probe_ready(self.config.host, r.port, self.config.probe_timeout_s), to_probe
+                ),
+                strict=True,
+            )
+        )
+        with self._lock:
+            for replica in list(self._replicas.values()):
+                self._check(replica, results.get(replica.replica_id), time.monotonic())
+            self._reconcile()
+            self._publish()
+
+    def _check(self, replica: _Replica, probe: bool | None, now: float) -> None:
+        alive, how = is_alive(replica.process, replica.popen)
+        if not alive:
+            if replica.state is ReplicaState.STOPPING:
+                self._forget(replica, ev.STOPPED, how)
+            else:
+                self._fail(replica, f"process {how}")
+            return
+        if replica.state is ReplicaState.STARTING:
+            if probe:
+                replica.state = ReplicaState.READY
+                replica.next_liveness_mono = now + self.config.liveness_interval_s
+                startup_s = time.time() - replica.started_at
+                self._quick_failures = 0
+                self.events.record(Event(replica.replica_id, ev.READY, startup_s, f"port {replica.port}"))
+            elif now - replica.started_mono > self.config.ready_timeout_s:
+                self._fail(replica, f"not ready within {self.config.ready_timeout_s:g} s")
+        elif replica.state is ReplicaState.READY and probe is not None:
+            replica.next_liveness_mono = now + self.config.liveness_interval_s
+            replica.liveness_failures = 0 if probe else replica.liveness_failures + 1
+            if replica.liveness_failures >= self.config.liveness_failures_to_replace:
+                self._fail(replica, f"stopped answering ({replica.liveness_failures} failed probes)")
+        elif replica.state is ReplicaState.STOPPING:
+            self._advance_stop(replica, now)
+
+    def _advance_stop(self, replica: _Replica, now: float) -> None:
+        assert replica.stop_requested_mono is not None
+        config = self.config
+        if replica.term_sent_mono is None:
+            waited = now - replica.stop_requested_mono
+            if waited < config.drain_s:
+                return
+            in_flight = read_gateway_load(config.state_dir / GATEWAY_FILE).get(replica.replica_id, 0)
+            if in_flight > 0 and waited < config.drain_s + config.drain_timeout_s:
+                return
+            send_signal(replica.process, signal.SIGTERM)
+            replica.term_sent_mono = now
+        elif now - replica.term_sent_mono > config.stop_timeout_s:
+            log.warning(
+                "replica %s ignored SIGTERM for %g s: SIGKILL", replica.replica_id, config.stop_timeout_s
+            )
+            send_signal(replica.process, signal.SIGKILL)
+            replica.term_sent_mono = now  # wait for it to disappear
+
+    def _fail(self, replica: _Replica, reason: str) -> None:
+        """Record the failure, kill what is left of the process, forget it; reconcile starts a replacement."""
+        send_signal(replica.process, signal.SIGKILL)
+        if replica.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                replica.popen.wait(timeout=2)
+        if time.monotonic() - replica.started_mono < 10:
+            self._quick_failures += 1
+        if self.config.restart_backoff_s > 0 and self._quick_failures:
+            backoff = min(self.config.restart_backoff_s * 2 ** (self._quick_failures - 1), 10.0)
+            self._next_spawn_mono = time.monotonic() + backoff
+        self._forget(replica, ev.FAILED, reason)
+
+    def _forget(self, replica: _Replica, event: str, detail: str) -> None:
+        self._replicas.pop(replica.replica_id, None)
+        self.events.record(Event(replica.replica_id, event, None, detail))
+
+    def _reconcile(self) -> None:
+        active = [
+            r for r in self._replicas.values() if r.state in (ReplicaState.STARTING, ReplicaState.READY)
+        ]
+        missing = self._desired - len(active)
+        if missing > 0 and time.monotonic() >= self._next_spawn_mono:
+            for _ in range(missing):
+                self._start_one()
+        elif missing < 0:
+            for replica in self._pick_victims(active, -missing):
+                replica.state = ReplicaState.STOPPING
+                replica.stop_requested_mono = time.monotonic()
+                log.info("stopping replica %s (scale down)", replica.replica_id)
+
+    def _pick_victims(self, active: list[_Replica], count: int) -> list[_Replica]:
+        """Least in-flight work first: starting replicas (no traffic yet), then the least busy, then the youngest."""
+        load = read_gateway_load(self.config.state_dir / GATEWAY_FILE)
+
+        def cost(replica: _Replica) -> tuple[int, int, float]:
+            serving = 0 if replica.state is ReplicaState.STARTING else 1
+            return (serving, load.get(replica.replica_id, 0), -replica.started_mono)
+
+        return sorted(active, key=cost)[:count]
+
+    def _start_one(self) -> None:
+        port = free_port(self.config.host)
+        replica_id = f"{self.config.deployment}-{uuid.uuid4().hex[:6]}"
+        command = self.config.replica_command(port)
+        try:
+            popen = spawn(command, self._owner, self.config.state_dir / "logs" / f"{replica_id}.log")
+            process = psutil.Process(popen.pid)
+            create_time = process.create_time()
+        except (OSError, psutil.Error) as error:
+            self.events.record(Event(replica_id, ev.FAILED, None, f"could not start {command[0]}: {error}"))
+            raise BackendError(f"could not start replica: {error}") from error
+        replica = _Replica(
+            replica_id,
+            port,
+            process,
+            popen,
+            ReplicaState.STARTING,
+            time.time(),
+            time.monotonic(),
+            create_time,
+        )
+        self._replicas[replica_id] = replica
+        self.events.record(Event(replica_id, ev.STARTED, None, f"pid {popen.pid} port {port}"))
+        self._publish()  # before anything else can fail: a restarted backend must know this process
+
+    # registry and adoption
+    def _publish(self) -> None:
+        records = tuple(
+            ReplicaRecord(
+                r.replica_id,
+                self.config.host,
+                r.port,
+                r.state.value,
+                r.process.pid,
+                r.started_at,
+                r.create_time,
+            )
+            for r in self._replicas.values()
+        )
+        if records == self._published:
+            return
+        snapshot = RegistrySnapshot(self.config.deployment, records, time.time(), psutil.Process().pid)
+        write_registry(self.config.state_dir / REPLICAS_FILE, snapshot)
+        self._published = records
+
+    def _adopt_or_clean_up(self) -> None:
+        """Adopt replicas of a previous backend that still answer; kill the rest (also unregistered orphans)."""
+        snapshot = read_registry(self.config.state_dir / REPLICAS_FILE)
+        adopted_pids: set[int] = set()
+        for record in snapshot.replicas if snapshot else ():
+            if record.pid is None:
+                continue
+            process = same_process(record.pid, record.create_time)
+            if process is None:
+                continue
+            if record.state in ("ready", "starting") and probe_ready(record.host, record.port, 2.0):
+                replica = _Replica(
+                    record.replica_id, record.port, process, None, ReplicaState.READY,
+                    record.started_at or time.time(), time.monotonic(), record.create_time or process.create_time(),
+                    next_liveness_mono=time.monotonic(),
+                )  # fmt: skip
+                self._replicas[record.replica_id] = replica
+                adopted_pids.add(process.pid)
+                self.events.record(
+                    Event(record.replica_id, ev.ADOPTED, None, f"pid {process.pid} port {record.port}")
+                )
+        self._desired = len(self._replicas)
+        for process in find_owned_processes(self._owner):
+            if process.pid not in adopted_pids:
+                log.warning("killing orphan replica process %d left by a previous backend", process.pid)
+                send_signal(process, signal.SIGKILL)
+                self.events.record(
+                    Event(f"pid-{process.pid}", ev.STOPPED, None, "orphan killed on backend start")
+                )
