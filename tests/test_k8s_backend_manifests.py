@@ -1,0 +1,104 @@
+"""The example manifests in deploy/k8s/ are valid objects that fit together and fit what the backend does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from prewarm.cli import build_parser
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+MODELS = {
+    "Namespace": "V1Namespace",
+    "Deployment": "V1Deployment",
+    "Service": "V1Service",
+    "ServiceAccount": "V1ServiceAccount",
+    "Role": "V1Role",
+    "RoleBinding": "V1RoleBinding",
+    "Secret": "V1Secret",
+}
+
+
+def load_all() -> list[dict[str, Any]]:
+    documents: list[dict[str, Any]] = []
+    for path in sorted(DEPLOY.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        documents.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return documents
+
+
+def find(kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in load_all() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name}"
+    return matches[0]
+
+
+@pytest.mark.parametrize("document", load_all(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_every_manifest_is_a_valid_kubernetes_object(document: dict[str, Any]) -> None:
+    model = MODELS[document["kind"]]
+    obj = client.ApiClient().deserialize(json.dumps(document), model, "application/json")
+    assert obj.metadata.name == document["metadata"]["name"]
+    assert document["metadata"].get("namespace", "prewarm") == "prewarm"
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    files = {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+
+
+def test_role_grants_what_the_kubernetes_backend_calls() -> None:
+    rules = find("Role", "prewarm-scaler")["rules"]
+    granted = {(group, resource, verb) for r in rules for group in r["apiGroups"] for resource in r["resources"]
+               for verb in r["verbs"]}  # fmt: skip
+    needed = {
+        ("apps", "deployments", "get"),  # ready_count(), replicas()
+        ("apps", "deployments/scale", "get"),  # scale_to() reads before it writes
+        ("apps", "deployments/scale", "patch"),  # scale_to()
+        ("", "pods", "list"),  # replicas()
+    }
+    assert granted == needed  # and nothing more
+
+
+def test_controller_runs_as_the_bound_service_account() -> None:
+    pod = find("Deployment", "prewarm-controller")["spec"]["template"]["spec"]
+    binding = find("RoleBinding", "prewarm-controller-scaler")
+    assert binding["roleRef"]["name"] == "prewarm-scaler"
+    assert {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "prewarm"} in binding[
+        "subjects"
+    ]
+    find("ServiceAccount", pod["serviceAccountName"])
+
+
+def test_replica_deployment_selects_its_own_pods_and_the_service_reaches_them() -> None:
+    deployment = find("Deployment", "digits")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = find("Service", "digits")
+    assert service["spec"]["selector"].items() <= labels.items()
+    ports = {p["name"] for c in deployment["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+
+
+def test_replica_readiness_is_the_warmed_up_health_endpoint() -> None:
+    [container] = find("Deployment", "digits")["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+
+
+def test_container_arguments_are_accepted_by_the_prewarm_cli() -> None:
+    parser = build_parser()
+    [replica] = find("Deployment", "digits")["spec"]["template"]["spec"]["containers"]
+    assert parser.parse_args(replica["args"]).command == "replica"
+    [controller] = find("Deployment", "prewarm-controller")["spec"]["template"]["spec"]["containers"]
+    [commands] = [a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if controller["args"][0] not in commands:
+        pytest.skip("`prewarm controller` is not registered yet")
+    assert parser.parse_args(controller["args"]).command == "controller"
