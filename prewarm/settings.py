@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -89,6 +89,25 @@ class Settings(BaseSettings):
     )
     metrics_flush_interval_s: float = Field(
         default=5.0, gt=0, description="The gateway writes its per-second samples to the store this often."
+    )
+    # --- REST control API auth and limits (controller/api, docs/api.md) ---
+    admin_tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated bearer tokens allowed to change state; 'name:token' names the author. "
+        "With none configured (here or in the file), every change is refused with 401.",
+    )
+    admin_tokens_file: str = Field(
+        default="", description="File with more admin tokens, one per line ('name:token' or token; # comments)."
+    )
+    read_tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated bearer tokens that may read but not change (403 on changes).",
+    )
+    protect_reads: bool = Field(
+        default=False, description="Require a read or admin token for GET endpoints too (default: reads are open)."
+    )
+    api_max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, gt=0, description="Request bodies larger than this get HTTP 413."
     )
 
 
