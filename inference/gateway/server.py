@@ -145,6 +145,7 @@ class Gateway:
             connection.close()
         for upstream in self.balancer.upstreams.values():
             upstream.abort_all()
+        self._close_second(float(int(time.time())))  # the partial second: no request goes uncounted
         if self.batch_writer is not None:
             await asyncio.to_thread(self.batch_writer.flush)
 
@@ -323,16 +324,19 @@ class Gateway:
         while True:
             now = time.time()
             await asyncio.sleep(1.0 - (now % 1.0) + 0.001)
-            second_start = float(int(time.time()) - 1)
-            routable = self.balancer.routable()
-            summary = self.stats.close_second(
-                second_start, self.balancer.queue_length, self.balancer.in_flight, len(routable)
-            )
-            pids = {u.replica_id: u.pid for u in routable if u.pid is not None}
-            usage = self._usage_sampler.sample(pids)
-            self._last_usage = {u.replica_id: (u.cpu_percent, u.memory_bytes) for u in usage}
-            if self.batch_writer is not None:
-                self.batch_writer.add(second_to_points(self.config.deployment, summary, usage))
+            self._close_second(float(int(time.time()) - 1))
+
+    def _close_second(self, second_start: float) -> None:
+        """Summarise the second that started at ``second_start`` and queue its samples for the store."""
+        routable = self.balancer.routable()
+        summary = self.stats.close_second(
+            second_start, self.balancer.queue_length, self.balancer.in_flight, len(routable)
+        )
+        pids = {u.replica_id: u.pid for u in routable if u.pid is not None}
+        usage = self._usage_sampler.sample(pids)
+        self._last_usage = {u.replica_id: (u.cpu_percent, u.memory_bytes) for u in usage}
+        if self.batch_writer is not None:
+            self.batch_writer.add(second_to_points(self.config.deployment, summary, usage))
 
     async def _flush_loop(self) -> None:
         assert self.batch_writer is not None
