@@ -15,6 +15,9 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from inference.app import ReplicaApp
 
+V2_DATATYPES = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES",
+)  # fmt: skip
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 TENSOR_SCHEMA = {
     "type": "object",
@@ -22,7 +25,7 @@ TENSOR_SCHEMA = {
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "datatype": {"type": "string", "example": "FP32"},
+        "datatype": {"type": "string", "enum": list(V2_DATATYPES), "example": "FP32"},
         "parameters": {"type": "object"},
         "data": {"type": "array", "description": "row-major values (flat or nested)"},
     },

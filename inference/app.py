@@ -78,23 +78,32 @@ class ReplicaApp:
     # --- lifecycle -----------------------------------------------------------------------------------------
     async def startup(self) -> None:
         """Start warming in the background; the server accepts connections meanwhile (and answers 503)."""
-        self._warmup_task = asyncio.get_running_loop().create_task(self._warm(), name="warm-up")
+        if self.model is None and self._warmup_task is None:
+            self._warmup_task = asyncio.get_running_loop().create_task(self._warm(), name="warm-up")
+
+    def load_and_warm(self) -> LoadedModel:
+        """Blocking: create the session and run the warm-up inferences (in a worker thread at startup)."""
+        config = self.config
+        if self._warmup_gate is not None:
+            self._warmup_gate.wait()
+        model = load_model(Path(config.model_repo), config.model, config.intra_op_threads)
+        warmup_s = warm_up(model, config.warmup_batch_sizes(), config.warmup_rounds)
+        self.metrics.model_load_s.labels(config.model).set(model.load_s)
+        self.metrics.warmup_s.labels(config.model).set(warmup_s)
+        return model
 
     async def _warm(self) -> None:
-        config = self.config
         try:
-            if self._warmup_gate is not None:
-                await asyncio.to_thread(self._warmup_gate.wait)
-            model = await asyncio.to_thread(
-                load_model, Path(config.model_repo), config.model, config.intra_op_threads
-            )
-            warmup_s = await asyncio.to_thread(
-                warm_up, model, config.warmup_batch_sizes(), config.warmup_rounds
-            )
+            model = await asyncio.to_thread(self.load_and_warm)
         except Exception as error:  # a replica that cannot load stays unready and says why
             self.failed = f"{type(error).__name__}: {error}"
-            logger.exception("model %s failed to load; replica stays unready", config.model)
+            logger.exception("model %s failed to load; replica stays unready", self.config.model)
             return
+        self.activate(model)
+
+    def activate(self, model: LoadedModel) -> None:
+        """Serve ``model`` from now on: start the batcher (if configured), export startup time, turn ready."""
+        config = self.config
         self.model = model
         if config.batching and model.batchable:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
@@ -107,8 +116,6 @@ class ReplicaApp:
                 on_depth_change=self.metrics.queue_depth.inc,
             )
             self.batcher.start()
-        self.metrics.model_load_s.labels(config.model).set(model.load_s)
-        self.metrics.warmup_s.labels(config.model).set(warmup_s)
         self.ready = True
         startup_s = time.time() - self.started_ts
         self.metrics.startup_s.labels(config.model).set(startup_s)
@@ -116,12 +123,11 @@ class ReplicaApp:
         if config.ready_dir:
             Path(config.ready_dir, str(os.getpid())).touch()
         logger.info(
-            "replica ready: model=%s pid=%d startup_s=%.3f load_s=%.3f warmup_s=%.3f batching=%s",
+            "replica ready: model=%s pid=%d startup_s=%.3f load_s=%.3f batching=%s",
             config.model,
             os.getpid(),
             startup_s,
             model.load_s,
-            warmup_s,
             self.batcher is not None,
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -30,7 +30,7 @@ class _Pending:
         return tuple((name, array.shape[1:], array.dtype.str) for name, array in sorted(self.inputs.items()))
 
 
-def merge(inputs: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def merge(inputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Concatenate same-signature requests along the first dimension."""
     return {name: np.concatenate([request[name] for request in inputs]) for name in inputs[0]}
 

@@ -100,7 +100,8 @@ def _tensor(entry: Any, spec: TensorSpec) -> np.ndarray:
         info = np.iinfo(spec.dtype)
         if raw.min() < info.min or raw.max() > info.max:
             raise InvalidRequestError(f"input {name!r}: values out of range for {spec.datatype}")
-    array = raw.astype(spec.dtype, copy=False).reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, rejected just below
+        array = raw.astype(spec.dtype, copy=False).reshape(shape)
     if spec.dtype.kind == "f" and not np.isfinite(array).all():
         raise InvalidRequestError(
             f"input {name!r}: values must be finite {spec.datatype} numbers (NaN, infinity or out of range given)"

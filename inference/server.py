@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
 
 from inference.config import CONFIG_ENV, ReplicaConfig
 
 logger = logging.getLogger(__name__)
+
+
+def _after_drain(signum: int, frame: object) -> None:
+    logger.info("replica drained after signal %d", signum)
 
 
 def serve(config: ReplicaConfig) -> int:
@@ -46,6 +51,10 @@ def serve(config: ReplicaConfig) -> int:
         config.workers,
         f"max {config.batch_max_size} rows / {config.batch_max_wait_ms} ms" if config.batching else "off",
     )
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal with the handler it found; a no-op handler here
+    # makes that re-raise harmless so a drained replica exits 0 rather than "killed by SIGTERM".
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _after_drain)
     try:
         if config.workers > 1:
             uvicorn.run("inference.app:create_app_from_env", factory=True, workers=config.workers, **common)  # type: ignore[arg-type]
