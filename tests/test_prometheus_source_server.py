@@ -6,8 +6,11 @@ import logging
 import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,21 +51,25 @@ class ReplicaShapedCollector(Collector):
         self.started = time.time()
 
     def collect(self) -> Iterator[Metric]:
-        elapsed = time.time() - self.started
+        now = time.time()
+        elapsed = now - self.started  # counters carry their own timestamps: rates stay exact under load
         load = self.load
         requests = CounterMetricFamily("prewarm_replica_requests", "Requests", labels=["endpoint", "status"])
-        requests.add_metric(["infer", "200"], (load.rps - load.errors_rps) * elapsed)
-        requests.add_metric(["infer", "500"], load.errors_rps * elapsed)
-        requests.add_metric(["healthz", "200"], 5 * elapsed)  # not inference traffic: must not count
+        requests.add_metric(["infer", "200"], (load.rps - load.errors_rps) * elapsed, timestamp=now)
+        requests.add_metric(["infer", "500"], load.errors_rps * elapsed, timestamp=now)
+        requests.add_metric(
+            ["healthz", "200"], 5 * elapsed, timestamp=now
+        )  # not inference traffic: must not count
         latency = HistogramMetricFamily("prewarm_replica_request_duration_seconds", "Latency")
         count = load.rps * elapsed  # every request between 10 and 25 ms
         latency.add_metric(
             [],
             [("0.005", 0.0), ("0.01", 0.0), ("0.025", count), ("0.05", count), ("+Inf", count)],
             0.02 * count,
+            timestamp=now,
         )
         cpu = CounterMetricFamily("prewarm_replica_cpu_seconds", "CPU seconds")
-        cpu.add_metric([], load.cpu_cores * elapsed)
+        cpu.add_metric([], load.cpu_cores * elapsed, timestamp=now)
         yield from (requests, latency, cpu)
         for name, value in (
             ("prewarm_replica_memory_bytes", load.memory_bytes),
@@ -86,7 +93,6 @@ def free_port() -> int:
 @dataclass
 class PrometheusServer:
     url: str
-    process: subprocess.Popen[bytes]
 
 
 LOADS = (
@@ -94,6 +100,52 @@ LOADS = (
     ReplicaLoad(rps=80, errors_rps=4, cpu_cores=0.6, memory_bytes=3e8, queue_depth=2, in_flight=1),
 )
 RATE_WINDOW = "5s"
+
+
+@contextmanager
+def running_prometheus(
+    workdir: Path, targets: list[str], ready_query: str, ready_min: float
+) -> Iterator[str]:
+    """A Prometheus on a free 127.0.0.1 port scraping ``targets`` (label deployment="demo") every second."""
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: replicas\n"
+        "    static_configs:\n"
+        f"      - targets: {targets}\n"
+        "        labels: {deployment: demo}\n"
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    assert PROMETHEUS is not None
+    log = workdir / "prometheus.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    try:
+        wait_for_data(url, process, log, ready_query, ready_min)
+        yield url
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -107,48 +159,21 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
         server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
         servers.append(server)
         targets.append(f"127.0.0.1:{server.server_port}")
-    workdir = tmp_path_factory.mktemp("prometheus")
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: replicas\n"
-        "    static_configs:\n"
-        f"      - targets: {targets}\n"
-        "        labels: {deployment: demo}\n"
-    )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    assert PROMETHEUS is not None
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "prometheus.log").open("wb"),
-    )
+    # 3 series (infer 200/500, healthz) on each of the 2 targets
+    query = f'count(rate(prewarm_replica_requests_total{{deployment="demo"}}[{RATE_WINDOW}]))'
     try:
-        wait_for_data(url, process, workdir / "prometheus.log")
-        yield PrometheusServer(url, process)
+        with running_prometheus(tmp_path_factory.mktemp("prometheus"), targets, query, 6) as url:
+            yield PrometheusServer(url)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
         for server in servers:
             server.shutdown()
             server.server_close()
 
 
-def wait_for_data(url: str, process: subprocess.Popen[bytes], log: Path, limit_s: float = 45.0) -> None:
-    """Until Prometheus can compute a rate over both targets (a few scrapes after start)."""
-    query = f'count(rate(prewarm_replica_requests_total{{deployment="demo"}}[{RATE_WINDOW}]))'
+def wait_for_data(
+    url: str, process: subprocess.Popen[bytes], log: Path, query: str, minimum: float, limit_s: float = 45.0
+) -> None:
+    """Until ``query`` reaches ``minimum`` (Prometheus has scraped enough), then a few more scrapes."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -156,7 +181,7 @@ def wait_for_data(url: str, process: subprocess.Popen[bytes], log: Path, limit_s
         try:
             answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
             result = answer.get("data", {}).get("result", [])
-            if result and float(result[0]["value"][1]) >= 2 * 3:  # 3 series (infer 200/500, healthz) x 2
+            if result and float(result[0]["value"][1]) >= minimum:
                 time.sleep(3)  # a few more scrapes so the latest window has several points
                 return
         except httpx.HTTPError:
@@ -244,3 +269,69 @@ def test_prometheus_down_gives_nan_and_one_warning(caplog: pytest.LogCaptureFixt
         assert all(np.isnan(values).all() for values in window.values.values())
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1
+
+
+REPO = Path(__file__).resolve().parent.parent
+DIGITS_BODY = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.25] * 64}]}
+
+
+@pytest.fixture(scope="module")
+def replica_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real replica process (``prewarm replica``, run as ``python -m inference replica``) on 127.0.0.1."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("replica") / "replica.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "inference", "replica", "--host", "127.0.0.1", "--port", str(port),
+             "--model-repo", str(REPO / "models" / "onnx"), "--model", "digits_mlp"],
+            stdout=subprocess.DEVNULL, stderr=log_file, cwd=REPO,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the replica did not become ready: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop(process)
+
+
+def test_real_replica_scraped_by_prometheus_gives_every_default_metric(
+    replica_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    infer = f"{replica_url}/v2/models/digits_mlp/infer"
+    stop_traffic = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop_traffic.is_set():
+                assert client.post(infer, json=DIGITS_BODY).status_code == 200
+                time.sleep(0.01)
+
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    target = replica_url.removeprefix("http://")
+    query = f'sum(rate(prewarm_replica_requests_total{{deployment="demo", endpoint="infer"}}[{RATE_WINDOW}]))'
+    try:
+        with running_prometheus(tmp_path_factory.mktemp("prometheus-replica"), [target], query, 1) as url:
+            source = PrometheusSource(url, rate_window=RATE_WINDOW)
+            window = source.window("demo", time.time(), duration_s=5)
+            source.close()
+    finally:
+        stop_traffic.set()
+        sender.join(10)
+    assert window.complete, window.errors
+    assert window.latest(m.REQUESTS_RPS) > 1
+    assert window.latest(m.ERRORS_RPS) == 0 or np.isnan(window.latest(m.ERRORS_RPS))
+    assert 0 < window.latest(m.LATENCY_P95_MS) < 5000
+    assert window.latest(m.CPU_PERCENT) > 0
+    assert window.latest(m.MEMORY_BYTES) > 1e6
+    assert window.latest(m.QUEUE_LENGTH) >= 0
+    assert window.latest(m.READY_REPLICAS) == 1
