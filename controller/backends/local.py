@@ -58,7 +58,7 @@ class LocalBackendConfig:
     state_dir: Path  # this deployment's directory: replicas.json, gateway.json, logs/
     model_repo: str = "models/onnx"
     host: str = "127.0.0.1"
-    command: tuple[str, ...] = ()  # default: this Python running ``prewarm replica``
+    command: tuple[str, ...] = ()  # default: this Python running ``python -m inference replica``
     tick_s: float = 0.1
     probe_timeout_s: float = 0.5
     liveness_interval_s: float = 0.5
@@ -73,7 +73,7 @@ class LocalBackendConfig:
 
     def replica_command(self, port: int) -> list[str]:
         template = self.command or (
-            sys.executable, "-m", "prewarm.cli", "replica", "--model-repo", "{model_repo}", "--model", "{model}",
+            sys.executable, "-m", "inference", "replica", "--model-repo", "{model_repo}", "--model", "{model}",
             "--host", "{host}", "--port", "{port}",
         )  # fmt: skip
         values = {"port": port, "host": self.host, "model": self.model, "model_repo": self.model_repo}

@@ -1,0 +1,178 @@
+"""Two real replicas reached (a) through prewarm's gateway, (b) through nginx (least_conn, keep-alive upstreams),
+(c) directly with the generator splitting load itself; one run, side by side.
+
+Run: .venv/bin/python -m benchmarks.gateway_bench [--duration 10] [--connections 16]
+Generator: wrk, closed loop (``-t1 -cN``), POST of one digits row; p95 from wrk's latency histogram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from inference.testing import DEFAULT_MODEL, digits_body, free_port, replica_process
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[{body}]]
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %.3f %.3f %.3f\\n", summary.requests,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.duration, latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+NGINX_CONF = """
+worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream replicas {{
+    least_conn;
+    {servers}
+    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    location / {{
+      proxy_pass http://replicas;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_next_upstream error timeout http_502;
+    }}
+  }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    rps: float
+    errors: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+def run_wrk(
+    url: str, script: Path, connections: int, duration_s: int
+) -> tuple[int, int, float, float, float, float]:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    match = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", output)
+    assert match, output
+    requests, errors, duration_us = int(match[1]), int(match[2]), int(match[3])
+    return requests, errors, duration_us / 1e6, float(match[4]), float(match[5]), float(match[6])
+
+
+def measure(name: str, urls: list[str], script: Path, connections: int, duration_s: int) -> Result:
+    """Run one wrk per url at once (connections split between them); sum rates, worst percentiles."""
+    per = max(connections // len(urls), 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for i, url in enumerate(urls):
+            out = Path(tmp) / f"{i}.out"
+            procs.append((subprocess.Popen(
+                ["wrk", "-t1", f"-c{per}", f"-d{duration_s}s", "-s", str(script), url],
+                stdout=open(out, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            ), out))  # fmt: skip
+        rows = []
+        for proc, out in procs:
+            proc.wait()
+            match = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out.read_text())
+            assert match, out.read_text()
+            rows.append([float(g) for g in match.groups()])
+    rps = sum(r[0] / (r[2] / 1e6) for r in rows)
+    return Result(name, rps, int(sum(r[1] for r in rows)), max(r[3] for r in rows), max(r[4] for r in rows),
+                  max(r[5] for r in rows))  # fmt: skip
+
+
+def wait_ok(url: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the three measurements, keep each best")
+    args = parser.parse_args()
+    if not shutil.which("wrk") or not shutil.which("nginx"):
+        print("needs wrk and nginx (apt-get install -y wrk nginx-light)", file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-bench-")))
+        script = tmp / "post.lua"
+        script.write_text(WRK_SCRIPT.format(body=digits_body().decode()))
+        replicas = [stack.enter_context(replica_process(tmp)) for _ in range(2)]
+        for replica in replicas:
+            replica.wait_ready()
+        gateway_port, nginx_port = free_port(), free_port()
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "inference.gateway", "--port", str(gateway_port), "--no-store",
+             *[arg for r in replicas for arg in ("--upstream", f"127.0.0.1:{r.port}")]],
+            stdout=open(tmp / "gateway.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        )  # fmt: skip
+        stack.callback(lambda: (gateway.terminate(), gateway.wait(10)))
+        servers = " ".join(f"server 127.0.0.1:{r.port};" for r in replicas)
+        (tmp / "nginx.conf").write_text(
+            NGINX_CONF.format(workers=args.nginx_workers, dir=tmp, servers=servers, port=nginx_port)
+        )
+        nginx = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+        stack.callback(lambda: (nginx.terminate(), nginx.wait(10)))
+        path = f"/v2/models/{DEFAULT_MODEL}/infer"
+        wait_ok(f"http://127.0.0.1:{gateway_port}/v2/health/ready")
+        wait_ok(f"http://127.0.0.1:{nginx_port}/v2/health/ready")
+        targets = {
+            "gateway": [f"http://127.0.0.1:{gateway_port}{path}"],
+            "nginx": [f"http://127.0.0.1:{nginx_port}{path}"],
+            "direct": [f"http://127.0.0.1:{r.port}{path}" for r in replicas],
+        }
+        for urls in targets.values():  # warm every path (connections, caches)
+            measure("warm", urls, script, args.connections, 2)
+        best: dict[str, Result] = {}
+        for _ in range(args.rounds):
+            for name, urls in targets.items():
+                result = measure(name, urls, script, args.connections, args.duration)
+                if name not in best or result.rps > best[name].rps:
+                    best[name] = result
+    nginx_rps = best["nginx"].rps
+    print(f"\n2 replicas of {DEFAULT_MODEL}, wrk -t1 -c{args.connections} (closed loop), {args.duration} s, "
+          f"nginx worker_processes {args.nginx_workers}")  # fmt: skip
+    print("| path | req/s | p50 ms | p95 ms | p99 ms | errors | vs nginx | p95 < 50 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for result in best.values():
+        print(f"| {result.name} | {result.rps:,.0f} | {result.p50_ms:.2f} | {result.p95_ms:.2f} | {result.p99_ms:.2f} "
+              f"| {result.errors} | {result.rps / nginx_rps:.0%} | {'yes' if result.p95_ms < 50 else 'no'} |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
