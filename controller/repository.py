@@ -41,6 +41,7 @@ __all__ = [
     "create_deployment",
     "create_override",
     "current_policy",
+    "current_policy_versions",
     "delete_deployment",
     "end_override",
     "get_deployment",
@@ -190,6 +191,12 @@ def set_policy(
         ) from error
     logger.info("deployment %s policy version %d set by %s", deployment.name, version, author)
     return version
+
+
+def current_policy_versions(session: Session) -> dict[int, int]:
+    """The current policy version of every deployment, by deployment id."""
+    rows = session.execute(select(Policy.deployment_id, func.max(Policy.version)).group_by(Policy.deployment_id))
+    return {deployment_id: version for deployment_id, version in rows}
 
 
 def list_policy_versions(session: Session, deployment_id: int) -> list[Policy]:

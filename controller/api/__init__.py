@@ -1,0 +1,6 @@
+"""The REST control API (FastAPI, under /api/v1)."""
+
+from controller.api.app import create_app
+from controller.api.runtime import ControllerRuntime, LiveStatus
+
+__all__ = ["ControllerRuntime", "LiveStatus", "create_app"]

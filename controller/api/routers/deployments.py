@@ -1,0 +1,147 @@
+"""Deployments: create, list, get, delete, and the live status of one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response, status
+from fastapi.exceptions import RequestValidationError
+
+from controller import repository
+from controller.api.context import Admin, Context, DbSession, Reader
+from controller.api.errors import problem_responses
+from controller.api.routers.params import DeploymentName
+from controller.api.routing import StrictJSONRoute
+from controller.api.schemas import DeploymentCreate, DeploymentList, DeploymentOut, DeploymentStatus
+from controller.api.views import (
+    decision_out,
+    deployment_out,
+    forecast_summary,
+    override_out,
+    validated_policy,
+)
+from controller.policy import ScalingPolicy
+
+router = APIRouter(prefix="/deployments", tags=["deployments"], route_class=StrictJSONRoute)
+
+BOUND_FIELDS = ("min_replicas", "max_replicas", "price_per_replica_hour")
+
+
+def _initial_policy(body: DeploymentCreate) -> ScalingPolicy:
+    """The policy's fields overlaid with the top-level bounds; the same field set twice differently is a 422."""
+    given = body.policy.model_fields_set if body.policy is not None else set()
+    data = (body.policy or ScalingPolicy()).model_dump()
+    clashes: list[dict[str, Any]] = []
+    for name in BOUND_FIELDS:
+        top = getattr(body, name)
+        if top is None:
+            continue
+        if name in given and data[name] != top:
+            clashes.append(
+                {
+                    "loc": ("body", "policy", name),
+                    "msg": f"{name} is {data[name]} here but {top} at the top level; give it once",
+                    "type": "value_conflict",
+                }
+            )
+        data[name] = top
+    if clashes:
+        raise RequestValidationError(clashes)
+    return validated_policy(data)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(401, 403, 409, 422),
+    summary="Create a deployment (and its policy version 1)",
+)
+def create_deployment(
+    body: DeploymentCreate, session: DbSession, admin: Admin, response: Response
+) -> DeploymentOut:
+    policy = _initial_policy(body)
+    deployment = repository.create_deployment(
+        session,
+        name=body.name,
+        model=body.model,
+        backend=body.backend,
+        backend_config=body.backend_config,
+        min_replicas=policy.min_replicas,
+        max_replicas=policy.max_replicas,
+        price_per_replica_hour=policy.price_per_replica_hour,
+        policy=policy,
+        author=admin.name,
+    )
+    session.commit()
+    response.headers["Location"] = f"{router.prefix}/{deployment.name}"
+    return deployment_out(deployment, 1)
+
+
+@router.get("", responses=problem_responses(401), summary="List deployments")
+def list_deployments(session: DbSession, _reader: Reader) -> DeploymentList:
+    versions = repository.current_policy_versions(session)
+    return DeploymentList(
+        items=[deployment_out(d, versions.get(d.id, 0)) for d in repository.list_deployments(session)]
+    )
+
+
+@router.get("/{name}", responses=problem_responses(401, 404), summary="Get a deployment")
+def get_deployment(name: DeploymentName, session: DbSession, _reader: Reader) -> DeploymentOut:
+    deployment = repository.get_deployment(session, name)
+    version, _ = repository.current_policy(session, deployment.id)
+    return deployment_out(deployment, version)
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404),
+    summary="Delete a deployment with its policies, overrides, decisions, forecasts and samples",
+)
+def delete_deployment(name: DeploymentName, session: DbSession, admin: Admin) -> Response:
+    repository.delete_deployment(session, name, author=admin.name)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{name}/status",
+    responses=problem_responses(401, 404),
+    summary="Current, desired and ready replicas, last decision, latest forecast, active overrides",
+)
+def deployment_status(
+    name: DeploymentName, session: DbSession, context: Context, _reader: Reader
+) -> DeploymentStatus:
+    now = datetime.now(UTC)
+    deployment = repository.get_deployment(session, name)
+    version, _ = repository.current_policy(session, deployment.id)
+    decision = repository.latest_decision(session, deployment.id)
+    forecast = repository.latest_forecast(session, deployment.id)
+    live = context.runtime.status(name) if context.runtime is not None else None
+    source: Literal["runtime", "store"]
+    if live is not None:
+        source = "runtime"
+        current, desired, ready = (
+            live.get("current_replicas"),
+            live.get("desired_replicas"),
+            live.get("ready_replicas"),
+        )
+    else:
+        source = "store"
+        current = decision.current if decision else None
+        desired = decision.desired if decision else None
+        ready = None
+    return DeploymentStatus(
+        deployment=name,
+        source=source,
+        current_replicas=current,
+        desired_replicas=desired,
+        ready_replicas=ready,
+        policy_version=version,
+        last_decision=decision_out(decision) if decision else None,
+        latest_forecast=forecast_summary(*forecast, now) if forecast else None,
+        active_overrides=[
+            override_out(o, now) for o in repository.list_overrides(session, deployment.id, active_at=now)
+        ],
+    )

@@ -1,0 +1,44 @@
+"""A route class whose JSON bodies refuse NaN, Infinity and numbers too large for a float (422, not a crash later)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise json.JSONDecodeError(f"number {text[:40]} is out of range for a float", text, 0)
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not valid JSON; send a finite number", name, 0)
+
+
+class StrictJSONRequest(Request):
+    """A request whose ``json()`` accepts only standard JSON with finite numbers."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            self._json = json.loads(body, parse_float=_finite_float, parse_constant=_reject_constant)
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """Parses bodies with :class:`StrictJSONRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            return await original(StrictJSONRequest(request.scope, request.receive))
+
+        return handler
