@@ -16,6 +16,7 @@
   window.prewarmDashboard = state;
 
   const utcDate = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
+  const hourMinute = uPlot.fmtDate("{HH}:{mm}");
 
   function query(extra) {
     const params = new URLSearchParams(extra);
@@ -67,12 +68,12 @@
         replicas: { range: rangeFrom(2, 1.25) },
       },
       axes: [
-        {},
+        { values: (u, splits) => splits.map((s) => hourMinute(utcDate(s))) },
         { scale: "rps", label: "requests / s" },
         { scale: "replicas", side: 1, label: "replicas", grid: { show: false } },
       ],
       series: [
-        { label: "time (UTC)" },
+        { label: "time (UTC)", value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" },
         { label: "actual rps", scale: "rps", stroke: "#1f6feb", width: 1.5 },
         { label: "forecast", scale: "rps", stroke: "#8250df", width: 1.5, dash: [6, 4], spanGaps: true },
         { label: "forecast low", scale: "rps", stroke: "rgba(130,80,223,0.35)", spanGaps: true },

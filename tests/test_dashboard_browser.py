@@ -1,0 +1,187 @@
+"""The dashboard in a real headless Chromium (Debian's /usr/bin/chromium via /usr/bin/chromedriver, Selenium).
+
+The app is served by uvicorn on 127.0.0.1 from a real Postgres database seeded with a deployment; the test checks
+what a user would see: the chart drawn with data, the decisions with their reasons, a live refresh that picks up a
+new decision, and no errors in the browser console.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from controller import repository
+from controller.dashboard import dashboard_router
+from prewarm.db.engine import create_engine_for_url, session_factory
+from tests.test_dashboard_api import SCALE_DOWN_REASON, SCALE_UP_REASON, seed_deployment
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+WAIT_S = 20.0
+RPS_STROKE_RGB = (31, 111, 235)  # dashboard.js draws actual rps in #1f6feb
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def pg_engine(postgres_url: str) -> Iterator[Engine]:
+    engine = create_engine_for_url(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def dashboard_url(pg_engine: Engine) -> Iterator[str]:
+    """The dashboard served by a real uvicorn on 127.0.0.1 (in a thread), refreshing every second."""
+    app = FastAPI()
+    app.include_router(dashboard_router(pg_engine, refresh_s=1.0))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + WAIT_S
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail("needs Debian's chromium and chromium-driver: run scripts/ensure-system.sh (as root)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(WAIT_S)
+    driver.set_script_timeout(WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait_for(driver: Any, script: str, what: str) -> Any:
+    """Poll a JavaScript expression until it is truthy (bounded); returns its value."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        value = driver.execute_script(f"return {script};")
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {WAIT_S:.0f} s waiting for {what}")
+
+
+def _coloured_pixels(driver: Any, deployment: str, rgb: tuple[int, int, int]) -> int:
+    """How many pixels of the deployment's chart canvas are (nearly) the given colour."""
+    return int(
+        driver.execute_script(
+            """
+            const [name, r, g, b] = arguments;
+            const canvas = document.querySelector(`section[data-deployment="${name}"] canvas`);
+            const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+            let count = 0;
+            for (let i = 0; i < pixels.length; i += 4) {
+              if (pixels[i + 3] > 200 && Math.abs(pixels[i] - r) < 40 && Math.abs(pixels[i + 1] - g) < 40
+                  && Math.abs(pixels[i + 2] - b) < 40) count++;
+            }
+            return count;
+            """,
+            deployment,
+            *rgb,
+        )
+    )
+
+
+def test_dashboard_draws_the_chart_lists_decisions_and_refreshes_without_console_errors(
+    pg_engine: Engine, dashboard_url: str, browser: Any, tmp_path: Path
+) -> None:
+    seeded = seed_deployment(pg_engine, time.time(), "digits")
+    browser.get(f"{dashboard_url}/")  # the root redirects to the dashboard
+    assert browser.current_url.endswith("/dashboard")
+    assert browser.title == "prewarm dashboard"
+
+    _wait_for(
+        browser, "window.prewarmDashboard && window.prewarmDashboard.refreshes >= 1", "the first refresh"
+    )
+    drawn = browser.execute_script(
+        "const c = window.prewarmDashboard.charts.digits;"
+        "return {rps: c.data[1].filter(v => v !== null).length, band: c.data[4].filter(v => v !== null).length,"
+        " desired: c.data[5].filter(v => v !== null).length, series: c.series.length};"
+    )
+    assert drawn["rps"] > 50, drawn  # 30 min of samples on a 60 min window of 15 s bins
+    assert drawn["band"] > 0 and drawn["desired"] > 0, drawn
+    assert _coloured_pixels(browser, seeded.name, RPS_STROKE_RGB) > 200, "the rps line was not drawn"
+
+    panel = browser.find_element("css selector", 'section[data-deployment="digits"] [data-panel]').text
+    assert SCALE_UP_REASON in panel and SCALE_DOWN_REASON in panel
+
+    # A decision logged after the page loaded appears without a reload.
+    fresh_reason = f"reactive: p95 latency 240 ms above 100 ms (marker {time.time_ns()})"
+    with session_factory(pg_engine)() as session:
+        deployment = repository.get_deployment(session, "digits")
+        repository.record_decision(
+            session,
+            deployment.id,
+            ts=datetime.now(UTC),
+            current=2,
+            desired=4,
+            applied=True,
+            source="reactive",
+            reasons=[fresh_reason],
+            policy_version=1,
+        )
+        session.commit()
+    _wait_for(
+        browser,
+        f"document.querySelector('section[data-deployment=\"digits\"] [data-panel]').textContent"
+        f".includes({fresh_reason!r})",
+        "the new decision to appear",
+    )
+
+    screenshot = tmp_path / "dashboard.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    assert errors == []
+    assert browser.execute_script("return window.prewarmDashboard.failures") == 0
