@@ -183,7 +183,9 @@ def build_api(replica: ReplicaApp) -> FastAPI:
         if name != model_name:
             return unknown(name)
         # Only reached when the hot path did not match (it matches every POST to this model's infer path).
-        status, body = await replica.infer_body(await request.body())
+        header = request.headers.get("inference-header-content-length")
+        header_length = int(header) if header is not None and header.isdigit() else None
+        status, body = await replica.infer_body(await request.body(), header_length)
         return _json(status, body)
 
     @api.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)

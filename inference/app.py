@@ -158,14 +158,14 @@ class ReplicaApp:
         return self._replica_ready_cached
 
     # --- the hot path --------------------------------------------------------------------------------------
-    async def infer_body(self, body: bytes) -> tuple[int, bytes]:
+    async def infer_body(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes]:
         """Serve one V2 infer body for this replica's model: (HTTP status, JSON body)."""
         model = self.model
         if not self.ready or model is None:
             reason = f"failed to load: {self.failed}" if self.failed else "warming up"
             return 503, error_body(f"model {self.config.model!r} is not ready ({reason})")
         try:
-            request = parse_infer_request(body, model.inputs, model.outputs)
+            request = parse_infer_request(body, model.inputs, model.outputs, header_length)
             if self.batcher is not None:
                 check_batch_dimension(request)
                 outputs = await self.batcher.submit(request.inputs, request.rows)
@@ -179,13 +179,18 @@ class ReplicaApp:
             logger.exception("inference failed")
             return 500, error_body(f"inference failed: {type(error).__name__}: {error}")
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
+        """The body (413 past the limit) and the binary extension's JSON header length, if any."""
         limit = self.config.max_body_bytes
+        header_length: int | None = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 if value.isdigit() and int(value) > limit:
                     raise InvalidRequestError(f"body of {int(value)} bytes exceeds the limit of {limit}", 413)
-                break
+            elif key == b"inference-header-content-length":
+                if not value.isdigit():
+                    raise InvalidRequestError("Inference-Header-Content-Length must be a number of bytes")
+                header_length = int(value)
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnectedError
@@ -193,7 +198,7 @@ class ReplicaApp:
         if not message.get("more_body", False):
             if len(body) > limit:
                 raise InvalidRequestError(f"body exceeds the limit of {limit} bytes", 413)
-            return body
+            return body, header_length
         chunks, size = [body], len(body)
         while True:
             message = await receive()
@@ -205,7 +210,7 @@ class ReplicaApp:
                 raise InvalidRequestError(f"body exceeds the limit of {limit} bytes", 413)
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return b"".join(chunks)
+                return b"".join(chunks), header_length
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.metrics
@@ -213,13 +218,13 @@ class ReplicaApp:
         metrics.in_flight.inc()
         try:
             try:
-                body = await self._read_body(scope, receive)
+                body, header_length = await self._read_body(scope, receive)
             except InvalidRequestError as error:
                 status, payload = error.status, error_body(str(error))
             except ClientDisconnectedError:
                 return
             else:
-                status, payload = await self.infer_body(body)
+                status, payload = await self.infer_body(body, header_length)
             await send(
                 {
                     "type": "http.response.start",

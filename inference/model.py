@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -97,6 +98,28 @@ def _spec(node: Any) -> TensorSpec:
     return TensorSpec(node.name, datatype, shape, dtype)
 
 
+def _configured_shapes(config_path: Path) -> dict[str, list[int]]:
+    """Optional ``config.json`` beside the model: ``{"inputs": {"x": {"shape": [-1, 3, 48, 192]}}}`` pins
+    dimensions the ONNX file leaves dynamic (used for validation, metadata and warm-up)."""
+    if not config_path.is_file():
+        return {}
+    document = json.loads(config_path.read_text())
+    return {name: list(entry["shape"]) for name, entry in document.get("inputs", {}).items()}
+
+
+def _with_shape(spec: TensorSpec, shape: list[int] | None) -> TensorSpec:
+    if shape is None:
+        return spec
+    compatible = len(shape) == len(spec.shape) and all(
+        declared < 0 or declared == pinned for declared, pinned in zip(spec.shape, shape, strict=True)
+    )
+    if not compatible:
+        raise UnsupportedModelError(
+            f"config.json shape {shape} for {spec.name!r} contradicts the model's {spec.shape}"
+        )
+    return TensorSpec(spec.name, spec.datatype, tuple(shape), spec.dtype)
+
+
 def load_model(model_repo: Path, name: str, intra_op_threads: int = 1) -> LoadedModel:
     """Create the onnxruntime session (CPU, no thread spinning so worker processes share cores fairly)."""
     import onnxruntime as ort
@@ -109,7 +132,8 @@ def load_model(model_repo: Path, name: str, intra_op_threads: int = 1) -> Loaded
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    inputs = tuple(_spec(node) for node in session.get_inputs())
+    shapes = _configured_shapes(path.parent / "config.json")
+    inputs = tuple(_with_shape(_spec(node), shapes.get(node.name)) for node in session.get_inputs())
     outputs = tuple(_spec(node) for node in session.get_outputs())
     load_s = time.perf_counter() - started
     logger.info("loaded model %s from %s in %.3f s", name, path, load_s)

@@ -58,7 +58,25 @@ def _shape_matches(shape: Sequence[int], expected: Sequence[int]) -> bool:
     return len(shape) == len(expected) and all(e < 0 or s == e for s, e in zip(shape, expected, strict=True))
 
 
-def _tensor(entry: Any, spec: TensorSpec) -> np.ndarray:
+class _BinaryReader:
+    """The bytes after the JSON header of a binary-data request (KServe/Triton binary tensor extension)."""
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+        self.offset = 0
+
+    def take(self, size: int, name: str) -> memoryview:
+        if self.offset + size > len(self.data):
+            raise InvalidRequestError(
+                f"input {name!r}: binary_data_size {size} runs past the end of the body "
+                f"({len(self.data) - self.offset} binary bytes left)"
+            )
+        chunk = self.data[self.offset : self.offset + size]
+        self.offset += size
+        return chunk
+
+
+def _check_shape(entry: Any, spec: TensorSpec) -> list[int]:
     name = spec.name
     datatype = entry.get("datatype")
     if datatype != spec.datatype:
@@ -77,6 +95,43 @@ def _tensor(entry: Any, spec: TensorSpec) -> np.ndarray:
         raise InvalidRequestError(
             f"input {name!r}: shape {shape} does not match the model's {list(spec.shape)} (-1 = any size)"
         )
+    if math.prod(shape) == 0:
+        raise InvalidRequestError(f"input {name!r}: shape {shape} holds no values; send at least one row")
+    return shape
+
+
+def _check_finite(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if spec.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidRequestError(
+            f"input {spec.name!r}: values must be finite {spec.datatype} numbers (NaN, infinity or out of range given)"
+        )
+    return array
+
+
+def _binary_tensor(
+    entry: Any, spec: TensorSpec, shape: list[int], binary: _BinaryReader | None
+) -> np.ndarray:
+    name = spec.name
+    size = entry["parameters"]["binary_data_size"]
+    if binary is None:
+        raise InvalidRequestError(
+            f"input {name!r}: binary_data_size given but the request has no Inference-Header-Content-Length header"
+        )
+    expected = math.prod(shape) * spec.dtype.itemsize
+    if type(size) is not int or size != expected:
+        raise InvalidRequestError(
+            f"input {name!r}: binary_data_size {size!r}, shape {shape} of {spec.datatype} needs {expected} bytes"
+        )
+    raw = np.frombuffer(binary.take(size, name), dtype=spec.dtype.newbyteorder("<")).reshape(shape)
+    return _check_finite(raw.astype(spec.dtype, copy=True), spec)  # own, aligned, native-order copy
+
+
+def _tensor(entry: Any, spec: TensorSpec, binary: _BinaryReader | None = None) -> np.ndarray:
+    name = spec.name
+    shape = _check_shape(entry, spec)
+    parameters = entry.get("parameters")
+    if isinstance(parameters, dict) and "binary_data_size" in parameters:
+        return _binary_tensor(entry, spec, shape, binary)
     data = entry.get("data")
     if not isinstance(data, list):
         raise InvalidRequestError(f"input {name!r}: 'data' must be a list of numbers (row-major)")
@@ -90,29 +145,38 @@ def _tensor(entry: Any, spec: TensorSpec) -> np.ndarray:
             f"input {name!r}: 'data' must hold only {kind} for datatype {spec.datatype}"
         )
     expected_size = math.prod(shape)
-    if expected_size == 0:
-        raise InvalidRequestError(f"input {name!r}: shape {shape} holds no values; send at least one row")
     if raw.size != expected_size:
         raise InvalidRequestError(
             f"input {name!r}: 'data' has {raw.size} values, shape {shape} needs {expected_size}"
         )
-    if spec.dtype.kind in "iu" and raw.size:
+    if spec.dtype.kind in "iu":
         info = np.iinfo(spec.dtype)
         if raw.min() < info.min or raw.max() > info.max:
             raise InvalidRequestError(f"input {name!r}: values out of range for {spec.datatype}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, rejected just below
         array = raw.astype(spec.dtype, copy=False).reshape(shape)
-    if spec.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InvalidRequestError(
-            f"input {name!r}: values must be finite {spec.datatype} numbers (NaN, infinity or out of range given)"
-        )
-    return array
+    return _check_finite(array, spec)
 
 
 def parse_infer_request(
-    body: bytes, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+    body: bytes,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    header_length: int | None = None,
 ) -> InferRequest:
-    """Validate a V2 JSON infer request against the model's tensors; raise InvalidRequestError naming the problem."""
+    """Validate a V2 infer request against the model's tensors; raise InvalidRequestError naming the problem.
+
+    ``header_length`` (from the ``Inference-Header-Content-Length`` header) splits a binary-data request into its
+    JSON header and the raw little-endian tensor bytes that follow it, in input order.
+    """
+    binary: _BinaryReader | None = None
+    if header_length is not None:
+        if not 0 < header_length <= len(body):
+            raise InvalidRequestError(
+                f"Inference-Header-Content-Length {header_length} does not fit a body of {len(body)} bytes"
+            )
+        binary = _BinaryReader(memoryview(body)[header_length:])
+        body = body[:header_length]
     document = _loads(body)
     if not isinstance(document, dict):
         raise InvalidRequestError("body must be a JSON object with an 'inputs' list")
@@ -132,7 +196,11 @@ def parse_infer_request(
             raise InvalidRequestError(f"unexpected input {name!r}; the model takes {sorted(specs)}")
         if name in arrays:
             raise InvalidRequestError(f"input {name!r} is given twice")
-        arrays[spec.name] = _tensor(entry, spec)
+        arrays[spec.name] = _tensor(entry, spec, binary)
+    if binary is not None and binary.offset != len(binary.data):
+        raise InvalidRequestError(
+            f"{len(binary.data) - binary.offset} binary bytes after the JSON header belong to no input"
+        )
     missing = [name for name in specs if name not in arrays]
     if missing:
         raise InvalidRequestError(f"missing input(s) {missing}; the model takes {sorted(specs)}")
@@ -188,3 +256,26 @@ def encode_infer_response(
 def error_body(message: str) -> bytes:
     """The V2 error object."""
     return orjson.dumps({"error": message})
+
+
+def encode_binary_request(
+    inputs: Mapping[str, np.ndarray], datatypes: Mapping[str, str]
+) -> tuple[bytes, int]:
+    """A binary-data infer body (JSON header + raw little-endian tensors) and its JSON header length.
+
+    Send it with the header ``Inference-Header-Content-Length: <length>``.
+    """
+    tensors, blobs = [], []
+    for name, array in inputs.items():
+        blob = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        tensors.append(
+            {
+                "name": name,
+                "shape": list(array.shape),
+                "datatype": datatypes[name],
+                "parameters": {"binary_data_size": len(blob)},
+            }
+        )
+        blobs.append(blob)
+    header = orjson.dumps({"inputs": tensors})
+    return header + b"".join(blobs), len(header)

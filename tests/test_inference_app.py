@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from inference.app import ReplicaApp
 from inference.config import ReplicaConfig
+from inference.model import load_model
+from inference.protocol import encode_binary_request
 from inference.testing import DEFAULT_MODEL, DEFAULT_MODEL_REPO, digits_body
 
 INFER = f"/v2/models/{DEFAULT_MODEL}/infer"
@@ -130,3 +135,20 @@ def test_metrics_count_requests_by_status_and_export_startup(client: TestClient)
     ):
         assert name in text, name
     assert 'prewarm_replica_ready{model="digits_mlp"} 1.0' in text
+
+
+def test_binary_data_extension_gives_the_same_answer_as_json(client: TestClient) -> None:
+    document = orjson.loads(digits_body(rows=2))
+    array = np.asarray(document["inputs"][0]["data"], dtype=np.float32).reshape(2, 64)
+    raw, header_length = encode_binary_request({"input": array}, {"input": "FP32"})
+    binary = client.post(INFER, content=raw, headers={"Inference-Header-Content-Length": str(header_length)})
+    assert binary.status_code == 200
+    assert binary.json()["outputs"] == client.post(INFER, content=digits_body(rows=2)).json()["outputs"]
+
+
+def test_config_json_pins_dynamic_dimensions(tmp_path: Path) -> None:
+    (tmp_path / "pinned").mkdir()
+    shutil.copy(DEFAULT_MODEL_REPO / DEFAULT_MODEL / "model.onnx", tmp_path / "pinned" / "model.onnx")
+    (tmp_path / "pinned" / "config.json").write_text('{"inputs": {"input": {"shape": [2, 64]}}}')
+    model = load_model(tmp_path, "pinned")
+    assert model.inputs[0].shape == (2, 64)

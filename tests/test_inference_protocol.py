@@ -9,7 +9,12 @@ import orjson
 import pytest
 
 from inference.model import TensorSpec
-from inference.protocol import InvalidRequestError, encode_infer_response, parse_infer_request
+from inference.protocol import (
+    InvalidRequestError,
+    encode_binary_request,
+    encode_infer_response,
+    parse_infer_request,
+)
 
 INPUTS = (TensorSpec("input", "FP32", (-1, 64), np.dtype(np.float32)),)
 OUTPUTS = (
@@ -133,3 +138,47 @@ def test_response_lists_requested_outputs_flattened() -> None:
     assert response["id"] == "abc"
     assert [tensor["name"] for tensor in response["outputs"]] == ["probabilities"]
     assert response["outputs"][0]["shape"] == [2, 10] and len(response["outputs"][0]["data"]) == 20
+
+
+def binary_request(array: np.ndarray, datatype: str = "FP32") -> tuple[bytes, int]:
+    return encode_binary_request({"input": array}, {"input": datatype})
+
+
+def test_binary_data_request_decodes_to_the_same_array() -> None:
+    array = np.arange(128, dtype=np.float32).reshape(2, 64) / 7
+    raw, header_length = binary_request(array)
+    request = parse_infer_request(raw, INPUTS, OUTPUTS, header_length)
+    np.testing.assert_array_equal(request.inputs["input"], array)
+
+
+def test_binary_data_size_must_match_the_shape() -> None:
+    raw, header_length = binary_request(np.zeros((1, 64), dtype=np.float32))
+    document = orjson.loads(raw[:header_length])
+    document["inputs"][0]["shape"] = [2, 64]
+    header = orjson.dumps(document)
+    with pytest.raises(InvalidRequestError, match="needs 512 bytes"):
+        parse_infer_request(header + raw[header_length:], INPUTS, OUTPUTS, len(header))
+
+
+def test_binary_data_without_the_length_header_is_rejected() -> None:
+    raw, header_length = binary_request(np.zeros((1, 64), dtype=np.float32))
+    with pytest.raises(InvalidRequestError, match="Inference-Header-Content-Length"):
+        parse_infer_request(raw[:header_length], INPUTS, OUTPUTS)
+
+
+def test_truncated_binary_data_is_rejected() -> None:
+    raw, header_length = binary_request(np.zeros((1, 64), dtype=np.float32))
+    with pytest.raises(InvalidRequestError, match="past the end"):
+        parse_infer_request(raw[:-4], INPUTS, OUTPUTS, header_length)
+
+
+def test_trailing_binary_bytes_are_rejected() -> None:
+    raw, header_length = binary_request(np.zeros((1, 64), dtype=np.float32))
+    with pytest.raises(InvalidRequestError, match="belong to no input"):
+        parse_infer_request(raw + b"\0\0\0\0", INPUTS, OUTPUTS, header_length)
+
+
+def test_binary_nan_is_rejected() -> None:
+    raw, header_length = binary_request(np.full((1, 64), np.nan, dtype=np.float32))
+    with pytest.raises(InvalidRequestError, match="finite"):
+        parse_infer_request(raw, INPUTS, OUTPUTS, header_length)
