@@ -33,6 +33,10 @@ class Balancer:
         self._rotation = 0
 
     @property
+    def _candidates(self) -> list[Upstream]:
+        return list(self.upstreams.values())
+
+    @property
     def queue_length(self) -> int:
         return len(self._waiters)
 
@@ -47,13 +51,16 @@ class Balancer:
         """The least loaded routable replica under its limit, avoiding ``exclude`` if any other is available."""
         best: Upstream | None = None
         fallback: Upstream | None = None
-        candidates = list(self.upstreams.values())
+        limit = self.max_in_flight_per_replica
         # Rotate the starting point so that ties do not always go to the same replica.
-        self._rotation = (self._rotation + 1) % max(len(candidates), 1)
-        for upstream in candidates[self._rotation :] + candidates[: self._rotation]:
-            if not upstream.routable or upstream.in_flight >= self.max_in_flight_per_replica:
+        candidates = self._candidates
+        count = len(candidates)
+        self._rotation = (self._rotation + 1) % max(count, 1)
+        for index in range(count):
+            upstream = candidates[(index + self._rotation) % count]
+            if upstream.in_flight >= limit or not upstream.routable:
                 continue
-            if upstream.replica_id in exclude:
+            if exclude and upstream.replica_id in exclude:
                 if fallback is None or upstream.in_flight < fallback.in_flight:
                     fallback = upstream
             elif best is None or upstream.in_flight < best.in_flight:

@@ -91,6 +91,11 @@ class _UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
 
 
+def _expire(future: asyncio.Future[UpstreamResponse], replica_id: str, timeout_s: float) -> None:
+    if not future.done():
+        future.set_exception(UpstreamError(f"replica {replica_id} did not answer within {timeout_s:g} s"))
+
+
 @dataclass
 class Upstream:
     """A replica the gateway may route to: its address, health, in-flight count and idle connections."""
@@ -111,20 +116,20 @@ class Upstream:
 
     async def request(self, payload: bytes, connect_timeout_s: float, timeout_s: float) -> UpstreamResponse:
         """Send one serialised request and return the response; raises UpstreamError."""
-        connection = await self._acquire(connect_timeout_s)
+        connection = self._idle.pop() if self._idle else None
+        if connection is None or connection.closed:
+            connection = await self._acquire(connect_timeout_s)
         self._busy.add(connection)
+        future = connection.send(payload)
+        # A timer instead of asyncio.wait_for: this is the hot path and wait_for costs a task-like wrapper.
+        timer = future.get_loop().call_later(timeout_s, _expire, future, self.replica_id, timeout_s)
         try:
-            response = await asyncio.wait_for(connection.send(payload), timeout_s)
-        except TimeoutError:
-            connection.abort()
-            raise UpstreamError(f"replica {self.replica_id} did not answer within {timeout_s:g} s") from None
-        except UpstreamError:
-            connection.abort()
-            raise
-        except asyncio.CancelledError:
+            response = await future
+        except (UpstreamError, asyncio.CancelledError):
             connection.abort()
             raise
         finally:
+            timer.cancel()
             self._busy.discard(connection)
         if connection.keep_alive and not connection.closed and not self.draining:
             self._idle.append(connection)
