@@ -6,7 +6,7 @@ A policy is a plain value (stored as JSON in the ``policies`` table, edited thro
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -122,6 +122,11 @@ class ScalingPolicy(BaseModel):
     forecast_step_s: float = Field(default=60.0, gt=0, description="Resolution of the forecast (bin width).")
     forecast_model: str = Field(
         default="auto", min_length=1, description="Forecasting model name, or 'auto'."
+    )
+    forecast_statistic: Literal["mean", "max"] = Field(
+        default="max",
+        description="What the forecaster predicts per bin: the mean rate, or the highest per-second rate of the bin "
+        "(so that bursts inside a bin are planned for).",
     )
 
     @model_validator(mode="after")

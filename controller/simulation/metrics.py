@@ -1,0 +1,129 @@
+"""What a run costs and how well it served: the figures compared across policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from controller.decision_values import FloatArray
+from controller.simulation.cluster import ClusterModel
+from controller.simulation.engine import PolicyRun
+
+SURGE_RISE_FRACTION = 0.25  # a surge: the 1-min mean rate rises by >= 25 % of the trace's peak ...
+SURGE_RISE_WINDOW_S = 600  # ... within 10 minutes
+SURGE_SEPARATION_S = 1800  # surges closer than this are one
+SURGE_LOOKBACK_S = 3600  # lead is measured within an hour either side
+
+
+@dataclass(frozen=True)
+class Surge:
+    t: int  # second the rise ends (the 1-min mean reaches its level)
+    level_rps: float  # the 1-min mean rate reached
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    name: str
+    cost_replica_hours: float
+    cost: float
+    slo_violation_s: int
+    violation_share: float
+    dropped: float
+    mean_utilisation: float
+    actions: int
+    surge_lead_s: list[float | None]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "cost_replica_hours": round(self.cost_replica_hours, 4),
+            "cost": round(self.cost, 4),
+            "slo_violation_s": self.slo_violation_s,
+            "violation_share": self.violation_share,
+            "dropped": round(self.dropped, 1),
+            "mean_utilisation": round(self.mean_utilisation, 4),
+            "actions": self.actions,
+            "surge_lead_s": self.surge_lead_s,
+        }
+
+
+def violating_seconds(run: PolicyRun, arrivals: FloatArray, cluster: ClusterModel) -> npt.NDArray[np.bool_]:
+    """Boolean per second: p95 estimate over the SLO, requests dropped, or requests with no ready replica."""
+    over = np.nan_to_num(run.p95_ms, nan=0.0) > cluster.slo_p95_ms * (1 + 1e-9)
+    return over | (run.dropped > 0) | ((run.ready <= 0) & (arrivals > 0))
+
+
+def minute_means(arrivals: FloatArray) -> FloatArray:
+    """Trailing 60 s mean rate at each second."""
+    c = np.concatenate(([0.0], np.cumsum(arrivals)))
+    idx = np.arange(1, len(arrivals) + 1)
+    lo = np.maximum(idx - 60, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def find_surges(arrivals: FloatArray) -> list[Surge]:
+    """Sharp rises of the 1-min mean rate (see the constants above), at most one per ``SURGE_SEPARATION_S``."""
+    m = minute_means(arrivals)
+    if m.size <= SURGE_RISE_WINDOW_S:
+        return []
+    peak = float(m.max())
+    if peak <= 0:
+        return []
+    # trailing minimum over the rise window, sampled every 10 s for speed
+    step = 10
+    sampled = m[::step]
+    w = SURGE_RISE_WINDOW_S // step
+    padded = np.concatenate((np.full(w, np.inf), sampled))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, w + 1)[: sampled.size]
+    rise = sampled - windows.min(axis=1)
+    candidates = np.flatnonzero(rise >= SURGE_RISE_FRACTION * peak)
+    surges: list[Surge] = []
+    last = -SURGE_SEPARATION_S
+    for k in candidates:
+        t = int(k * step)
+        if t - last < SURGE_SEPARATION_S:
+            continue
+        # the surge's level: the highest 1-min mean of the next rise window
+        level = float(m[t : t + SURGE_RISE_WINDOW_S].max())
+        surges.append(Surge(t, level))
+        last = t
+    return surges
+
+
+def surge_lead_s(ready: FloatArray, capacity_rps: float, surge: Surge) -> float | None:
+    """Seconds from the surge to when capacity covered its level: negative = ready before it arrived.
+
+    Before: the start of the last stretch, within the lookback, during which capacity stayed >= the level up to
+    the surge. After: the first second capacity reached the level. None: not within the lookback.
+    """
+    covered = ready * capacity_rps >= surge.level_rps
+    t = surge.t
+    if covered[t]:
+        lo = max(0, t - SURGE_LOOKBACK_S)
+        not_covered = np.flatnonzero(~covered[lo : t + 1])
+        start = lo + (int(not_covered[-1]) + 1 if not_covered.size else 0)
+        return float(start - t)
+    after = np.flatnonzero(covered[t : t + SURGE_LOOKBACK_S])
+    return float(after[0]) if after.size else None
+
+
+def summarise(
+    run: PolicyRun, arrivals: FloatArray, cluster: ClusterModel, surges: list[Surge]
+) -> PolicyResult:
+    """The figures of one policy's run."""
+    replica_hours = float(run.billed.sum()) / 3600.0
+    violations = int(violating_seconds(run, arrivals, cluster).sum())
+    billed_capacity = float(run.billed.sum()) * cluster.replica_capacity_rps
+    utilisation = float(run.served.sum()) / billed_capacity if billed_capacity > 0 else 0.0
+    return PolicyResult(
+        name=run.name,
+        cost_replica_hours=replica_hours,
+        cost=replica_hours * cluster.price_per_replica_hour,
+        slo_violation_s=violations,
+        violation_share=violations / max(1, len(arrivals)),
+        dropped=float(run.dropped.sum()),
+        mean_utilisation=utilisation,
+        actions=run.actions,
+        surge_lead_s=[surge_lead_s(run.ready, cluster.replica_capacity_rps, s) for s in surges],
+    )
