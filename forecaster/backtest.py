@@ -92,6 +92,9 @@ def backtest(
     horizon_steps = max(1, math.ceil(horizon_s / step_s - 1e-9))
     values = history.values
     origins = origin_indices(len(values), step_s, horizon_steps, every_s, eval_s)
+    observed = np.flatnonzero(np.isfinite(values))
+    if observed.size:  # an origin before the first observation has nothing to forecast from
+        origins = origins[origins > observed[0]]
     if origins.size == 0:
         raise ForecastError(
             "no origin leaves a full horizon inside the evaluation window; shorten the horizon"

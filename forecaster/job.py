@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -156,7 +156,8 @@ class ForecastJob:
         if not np.isfinite(values).any():
             log.info("forecast job: %s has no request-rate history yet", name)
             return None
-        history = History(end_epoch - len(values) * plan.step_s, plan.step_s, values)
+        first = int(np.flatnonzero(np.isfinite(values))[0])  # a young deployment: start at its first sample
+        history = History(end_epoch - (len(values) - first) * plan.step_s, plan.step_s, values[first:])
         cached = self.selections.get(name, now.timestamp(), self.settings.forecast_reselect_interval_s)
         started = time.perf_counter()
         forecast, selection = make_forecast(
@@ -229,9 +230,14 @@ class ForecastWorker:
     """Runs the job in a background thread every ``forecast_poll_interval_s``; ``start`` returns at once."""
 
     def __init__(
-        self, job: ForecastJob, poll_interval_s: float, deployments: Sequence[str] | None = None
+        self,
+        job: ForecastJob,
+        poll_interval_s: float,
+        deployments: Sequence[str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.job = job
+        self.clock = clock
         self.poll_interval_s = poll_interval_s
         self.deployments = deployments
         self._stop = threading.Event()
@@ -254,7 +260,7 @@ class ForecastWorker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.job.run_once(self.deployments)
+                self.job.run_once(self.deployments, now=self.clock())
             except Exception:  # e.g. the database is down: log and try again at the next poll
                 log.exception("forecast worker: run failed")
             self.runs_completed += 1
