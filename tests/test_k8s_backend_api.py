@@ -276,7 +276,7 @@ def test_forbidden_is_not_retried_and_says_which_grant_is_missing(
 
 def test_timeout_is_retried(api_server: ApiServer, sleeps: list[float]) -> None:
     api_server.cluster.faults[f"GET {DEPLOYMENT_PATH}"] = ["slow"]
-    backend = make_backend(api_server, sleeps, request_timeout_s=0.3)
+    backend = make_backend(api_server, sleeps, request_timeout_s=1.0)
     assert backend.ready_count() == 2
     assert sleeps == [0.1]
     assert sum(1 for method, path, *_ in api_server.cluster.requests if path == DEPLOYMENT_PATH) == 2
@@ -284,7 +284,7 @@ def test_timeout_is_retried(api_server: ApiServer, sleeps: list[float]) -> None:
 
 def test_persistent_timeout_raises_backend_error(api_server: ApiServer, sleeps: list[float]) -> None:
     api_server.cluster.faults[f"GET {SCALE_PATH}"] = ["slow", "slow"]
-    backend = make_backend(api_server, sleeps, request_timeout_s=0.3, max_attempts=2)
+    backend = make_backend(api_server, sleeps, request_timeout_s=1.0, max_attempts=2)
     with pytest.raises(KubernetesApiError, match="did not answer after 2 attempts") as raised:
         backend.scale_to(7)
     assert raised.value.status == 0

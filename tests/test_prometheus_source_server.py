@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import socket
@@ -21,7 +22,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controller.sources.prometheus import PrometheusSource
+from controller.sources.prometheus import ObservationWindow, PrometheusSource
 from prewarm import metric_names as m
 
 PROMETHEUS = shutil.which("prometheus")
@@ -100,6 +101,12 @@ LOADS = (
     ReplicaLoad(rps=80, errors_rps=4, cpu_cores=0.6, memory_bytes=3e8, queue_depth=2, in_flight=1),
 )
 RATE_WINDOW = "5s"
+SETTLE_S = 7.0
+
+
+def typical(window: ObservationWindow, metric: str) -> float:
+    """The median over the window: rate() extrapolation under-reads a point when a scrape came late (load)."""
+    return float(np.nanmedian(window.get(metric)))
 
 
 @contextmanager
@@ -182,7 +189,7 @@ def wait_for_data(
             answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
             result = answer.get("data", {}).get("result", [])
             if result and float(result[0]["value"][1]) >= minimum:
-                time.sleep(3)  # a few more scrapes so the latest window has several points
+                time.sleep(SETTLE_S)  # full rate windows behind the points the tests read
                 return
         except httpx.HTTPError:
             pass
@@ -209,19 +216,19 @@ def test_window_is_a_per_second_axis_ending_at_the_requested_time(source: Promet
 def test_request_rate_is_the_inference_traffic_summed_over_replicas(source: PrometheusSource) -> None:
     window = source.window("demo", time.time(), duration_s=5)
     assert window.complete
-    assert window.latest(m.REQUESTS_RPS) == pytest.approx(200, rel=0.05)
-    assert window.latest(m.ERRORS_RPS) == pytest.approx(10, rel=0.05)
+    assert typical(window, m.REQUESTS_RPS) == pytest.approx(200, rel=0.05)
+    assert typical(window, m.ERRORS_RPS) == pytest.approx(10, rel=0.05)
 
 
 def test_p95_latency_is_read_from_the_histogram_in_milliseconds(source: PrometheusSource) -> None:
     window = source.window("demo", time.time(), duration_s=5)
     # all requests in the (10 ms, 25 ms] bucket: Prometheus interpolates the 95th percentile to 24.25 ms
-    assert window.latest(m.LATENCY_P95_MS) == pytest.approx(24.25, rel=0.01)
+    assert typical(window, m.LATENCY_P95_MS) == pytest.approx(24.25, rel=0.01)
 
 
 def test_cpu_and_memory_are_means_over_replicas(source: PrometheusSource) -> None:
     window = source.window("demo", time.time(), duration_s=5)
-    assert window.latest(m.CPU_PERCENT) == pytest.approx(50, rel=0.05)
+    assert typical(window, m.CPU_PERCENT) == pytest.approx(50, rel=0.05)
     assert window.latest(m.MEMORY_BYTES) == pytest.approx(2e8)
 
 
@@ -308,11 +315,15 @@ def test_real_replica_scraped_by_prometheus_gives_every_default_metric(
 ) -> None:
     infer = f"{replica_url}/v2/models/digits_mlp/infer"
     stop_traffic = threading.Event()
+    statuses: list[int] = []
 
     def traffic() -> None:
         with httpx.Client(timeout=5) as client:
             while not stop_traffic.is_set():
-                assert client.post(infer, json=DIGITS_BODY).status_code == 200
+                with contextlib.suppress(
+                    httpx.HTTPError
+                ):  # a slow answer under load must not end the traffic
+                    statuses.append(client.post(infer, json=DIGITS_BODY).status_code)
                 time.sleep(0.01)
 
     sender = threading.Thread(target=traffic, daemon=True)
@@ -327,6 +338,7 @@ def test_real_replica_scraped_by_prometheus_gives_every_default_metric(
     finally:
         stop_traffic.set()
         sender.join(10)
+    assert statuses and set(statuses) == {200}
     assert window.complete, window.errors
     assert window.latest(m.REQUESTS_RPS) > 1
     assert window.latest(m.ERRORS_RPS) == 0 or np.isnan(window.latest(m.ERRORS_RPS))
