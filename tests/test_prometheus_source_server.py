@@ -191,7 +191,7 @@ def wait_for_data(
             if result and float(result[0]["value"][1]) >= minimum:
                 time.sleep(SETTLE_S)  # full rate windows behind the points the tests read
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):  # not listening yet, or "Service Unavailable" while starting
             pass
         time.sleep(0.3)
     pytest.fail(f"prometheus had no data after {limit_s} s: {log.read_text()[-2000:]}")
