@@ -10,10 +10,22 @@ from alembic.config import Config
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+def project_root() -> Path:
+    """The folder holding ``alembic.ini`` and ``migrations/``: the source tree (editable install) or the working
+    directory (an image that copies the repository and installs it into site-packages)."""
+    for candidate in (PROJECT_ROOT, Path.cwd()):
+        if (candidate / "alembic.ini").is_file() and (candidate / "migrations").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"alembic.ini and migrations/ not found in {PROJECT_ROOT} or {Path.cwd()}: run prewarm from the repository"
+    )
+
+
 def alembic_config(database_url: str) -> Config:
     """An Alembic config for the repository's ``alembic.ini`` pointed at ``database_url``."""
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    root = project_root()
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "migrations"))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logging"] = False
     return config
