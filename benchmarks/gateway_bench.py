@@ -1,5 +1,6 @@
-"""Two real replicas reached (a) through prewarm's gateway, (b) through nginx (least_conn, keep-alive upstreams),
-(c) directly with the generator splitting load itself; one run, side by side.
+"""Two real replicas reached (a) through prewarm's gateway carrying requests itself (``--proxy python``),
+(a') through prewarm's gateway driving nginx (``--proxy nginx``), (b) through a plain nginx (least_conn, keep-alive
+upstreams, configured here), (c) directly with the generator splitting load itself; one run, side by side.
 
 Run: .venv/bin/python -m benchmarks.gateway_bench [--duration 10] [--connections 16]
 Generator: wrk, closed loop (``-t1 -cN``), POST of one digits row; p95 from wrk's latency histogram.
@@ -134,12 +135,15 @@ def main() -> int:
         for replica in replicas:
             replica.wait_ready()
         gateway_port, nginx_port = free_port(), free_port()
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "inference.gateway", "--port", str(gateway_port), "--no-store",
-             *[arg for r in replicas for arg in ("--upstream", f"127.0.0.1:{r.port}")]],
-            stdout=open(tmp / "gateway.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        )  # fmt: skip
-        stack.callback(lambda: (gateway.terminate(), gateway.wait(10)))
+        driven_port = free_port()
+        upstream_args = [arg for r in replicas for arg in ("--upstream", f"127.0.0.1:{r.port}")]
+        for proxy, port in (("python", gateway_port), ("nginx", driven_port)):
+            gateway = subprocess.Popen(
+                [sys.executable, "-m", "inference.gateway", "--proxy", proxy, "--port", str(port), "--no-store",
+                 *upstream_args],
+                stdout=open(tmp / f"gateway-{proxy}.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            )  # fmt: skip
+            stack.callback(lambda g=gateway: (g.terminate(), g.wait(10)))
         servers = " ".join(f"server 127.0.0.1:{r.port};" for r in replicas)
         (tmp / "nginx.conf").write_text(
             NGINX_CONF.format(workers=args.nginx_workers, dir=tmp, servers=servers, port=nginx_port)
@@ -150,8 +154,10 @@ def main() -> int:
         path = f"/v2/models/{DEFAULT_MODEL}/infer"
         wait_ok(f"http://127.0.0.1:{gateway_port}/v2/health/ready")
         wait_ok(f"http://127.0.0.1:{nginx_port}/v2/health/ready")
+        wait_ok(f"http://127.0.0.1:{driven_port}/v2/health/ready")
         targets = {
-            "gateway": [f"http://127.0.0.1:{gateway_port}{path}"],
+            "gateway (python)": [f"http://127.0.0.1:{gateway_port}{path}"],
+            "gateway (nginx)": [f"http://127.0.0.1:{driven_port}{path}"],
             "nginx": [f"http://127.0.0.1:{nginx_port}{path}"],
             "direct": [f"http://127.0.0.1:{r.port}{path}" for r in replicas],
         }

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
         description="Comma-separated models the 'auto' forecaster selects from by backtest (prophet is slow).",
     )
     forecast_reselect_interval_s: float = Field(
-        default=6 * 3600.0, gt=0, description="Re-run the model-selection backtest of a deployment this often."
+        default=6 * 3600.0,
+        gt=0,
+        description="Re-run the model-selection backtest of a deployment this often.",
     )
     forecast_selection_eval_s: float = Field(
         default=86400.0, gt=0, description="Recent history (seconds) the selection backtest scores models on."
@@ -39,7 +41,8 @@ class Settings(BaseSettings):
     )
     # --- Prometheus as an observation source (controller/sources/prometheus.py) ---
     prometheus_url: str = Field(
-        default="", description="Prometheus base URL (http://host:9090) to read observations from; empty: unused."
+        default="",
+        description="Prometheus base URL (http://host:9090) to read observations from; empty: unused.",
     )
     prometheus_selector: str = Field(
         default='deployment="$deployment"',
@@ -94,6 +97,14 @@ class Settings(BaseSettings):
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
     gateway_port: int = Field(default=8080, description="Port the gateway serves the V2 inference API on.")
+    gateway_proxy: str = Field(
+        default="nginx",
+        pattern="^(python|nginx)$",
+        description="What carries requests: 'nginx' driven by the gateway (faster) or the Python gateway itself.",
+    )
+    gateway_nginx_workers: int = Field(
+        default=1, gt=0, description="nginx worker processes when gateway_proxy=nginx."
+    )
     gateway_max_in_flight_per_replica: int = Field(
         default=64, gt=0, description="Requests one replica holds at once; beyond that requests queue."
     )
@@ -113,14 +124,16 @@ class Settings(BaseSettings):
         "With none configured (here or in the file), every change is refused with 401.",
     )
     admin_tokens_file: str = Field(
-        default="", description="File with more admin tokens, one per line ('name:token' or token; # comments)."
+        default="",
+        description="File with more admin tokens, one per line ('name:token' or token; # comments).",
     )
     read_tokens: SecretStr = Field(
         default=SecretStr(""),
         description="Comma-separated bearer tokens that may read but not change (403 on changes).",
     )
     protect_reads: bool = Field(
-        default=False, description="Require a read or admin token for GET endpoints too (default: reads are open)."
+        default=False,
+        description="Require a read or admin token for GET endpoints too (default: reads are open).",
     )
     api_max_body_bytes: int = Field(
         default=8 * 1024 * 1024, gt=0, description="Request bodies larger than this get HTTP 413."

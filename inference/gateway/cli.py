@@ -26,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HOST:PORT",
         help="A fixed replica not managed by a backend (repeatable); disables the registry unless given too.",
     )
+    parser.add_argument(
+        "--proxy",
+        choices=["python", "nginx"],
+        default=None,
+        help="What carries the requests: the Python gateway itself or nginx driven by it (PREWARM_GATEWAY_PROXY).",
+    )
     parser.add_argument("--no-store", action="store_true", help="Do not write metric samples to the store.")
     parser.set_defaults(handler=run)
 
@@ -46,10 +52,15 @@ def run(args: argparse.Namespace) -> int:
         registry_dir = None
     else:
         registry_dir = Path(settings.replica_state_dir) / args.deployment
+    proxy = args.proxy or settings.gateway_proxy
+    host = args.host or settings.gateway_host
+    port = args.port if args.port is not None else settings.gateway_port
     config = GatewayConfig(
         deployment=args.deployment,
-        host=args.host or settings.gateway_host,
-        port=args.port if args.port is not None else settings.gateway_port,
+        host="127.0.0.1" if proxy == "nginx" else host,
+        port=0
+        if proxy == "nginx"
+        else port,  # behind nginx: an internal control port for /metrics and health
         registry_dir=registry_dir,
         static_upstreams=tuple(args.upstream),
         max_in_flight_per_replica=settings.gateway_max_in_flight_per_replica,
@@ -62,12 +73,26 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         gateway = Gateway(config, writer)
         await gateway.start()
+        frontend = None
+        if proxy == "nginx":
+            import tempfile
+
+            from inference.gateway.nginx import NginxConfig, NginxFrontend, free_port
+
+            workdir = Path(tempfile.mkdtemp(prefix=f"prewarm-nginx-{args.deployment}-"))
+            nginx_config = NginxConfig(
+                host=host, port=port, workdir=workdir, workers=settings.gateway_nginx_workers
+            )
+            frontend = NginxFrontend(gateway, nginx_config, free_port())
+            await frontend.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         log.info("gateway stopping")
+        if frontend is not None:
+            await frontend.stop()
         await gateway.stop()
 
     try:

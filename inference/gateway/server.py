@@ -98,6 +98,7 @@ class Gateway:
         self._registry_mtime: float | None = None
         self._published_load: dict[str, int] | None = None
         self._active_connections: set[_ClientConnection] = set()
+        self.in_flight_override: int | None = None  # set when nginx carries the traffic (see nginx.py)
         for index, address in enumerate(config.static_upstreams):
             host, _, port = address.rpartition(":")
             self.balancer.upstreams[f"static-{index}"] = Upstream(f"static-{index}", host, int(port))
@@ -307,6 +308,10 @@ class Gateway:
             self._published_load = load
 
     # metrics
+    @property
+    def current_in_flight(self) -> int:
+        return self.balancer.in_flight if self.in_flight_override is None else self.in_flight_override
+
     def render_metrics(self) -> str:
         gauges = [
             ReplicaGauges(
@@ -315,7 +320,7 @@ class Gateway:
             for u in self.balancer.upstreams.values()
         ]
         return render_prometheus(
-            self.config.deployment, self.stats, self.balancer.queue_length, self.balancer.in_flight,
+            self.config.deployment, self.stats, self.balancer.queue_length, self.current_in_flight,
             len(self.balancer.routable()), gauges,
         )  # fmt: skip
 
@@ -329,9 +334,8 @@ class Gateway:
     def _close_second(self, second_start: float) -> None:
         """Summarise the second that started at ``second_start`` and queue its samples for the store."""
         routable = self.balancer.routable()
-        summary = self.stats.close_second(
-            second_start, self.balancer.queue_length, self.balancer.in_flight, len(routable)
-        )
+        in_flight = self.current_in_flight
+        summary = self.stats.close_second(second_start, self.balancer.queue_length, in_flight, len(routable))
         pids = {u.replica_id: u.pid for u in routable if u.pid is not None}
         usage = self._usage_sampler.sample(pids)
         self._last_usage = {u.replica_id: (u.cpu_percent, u.memory_bytes) for u in usage}
