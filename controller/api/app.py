@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from controller.api.auth import TokenAuthenticator
 from controller.api.context import ApiContext
 from controller.api.errors import install_error_handlers
+from controller.api.openapi import install_problem_openapi
 from controller.api.routers import decisions, deployments, forecasts, overrides, policies, samples
 from controller.api.runtime import ControllerRuntime
 from prewarm.db.engine import session_factory
@@ -54,6 +55,7 @@ def create_app(engine: Engine, *, settings: Settings, runtime: ControllerRuntime
         runtime=runtime,
     )
     install_error_handlers(app)
+    install_problem_openapi(app)
 
     api = APIRouter(prefix=API_PREFIX)
 

@@ -68,13 +68,19 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         422: "1 invalid value in the request",
         503: "the forecaster is not available in this process",
     }
+    return {status: problem_response_spec(status, examples.get(status, "")) for status in statuses}
+
+
+def problem_response_spec(status: int, example_detail: str = "") -> dict[str, Any]:
+    """One OpenAPI response whose body is a Problem (the schema is added to components by openapi.py)."""
     return {
-        status: {
-            "model": Problem,
-            "description": HTTPStatus(status).phrase,
-            "content": {PROBLEM_MEDIA_TYPE: {"example": _example(status, examples.get(status, ""))}},
-        }
-        for status in statuses
+        "description": HTTPStatus(status).phrase,
+        "content": {
+            PROBLEM_MEDIA_TYPE: {
+                "schema": {"$ref": "#/components/schemas/Problem"},
+                "example": _example(status, example_detail),
+            }
+        },
     }
 
 
@@ -115,9 +121,7 @@ def field_problems(
             loc.append(named.group(1))  # a cross-field check ("max_replicas (2) must be ...") names its field
         pointer = "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in loc[1:])
         problems.append(
-            FieldProblem(
-                loc=loc, pointer=pointer, message=str(error.get("msg", "")), type=str(error.get("type", ""))
-            )
+            FieldProblem(loc=loc, pointer=pointer, message=message, type=str(error.get("type", "")))
         )
     return problems
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from controller import repository
@@ -58,7 +58,7 @@ def _initial_policy(body: DeploymentCreate) -> ScalingPolicy:
     summary="Create a deployment (and its policy version 1)",
 )
 def create_deployment(
-    body: DeploymentCreate, session: DbSession, admin: Admin, response: Response
+    body: DeploymentCreate, session: DbSession, admin: Admin, request: Request, response: Response
 ) -> DeploymentOut:
     policy = _initial_policy(body)
     deployment = repository.create_deployment(
@@ -74,7 +74,7 @@ def create_deployment(
         author=admin.name,
     )
     session.commit()
-    response.headers["Location"] = f"{router.prefix}/{deployment.name}"
+    response.headers["Location"] = f"{request.url.path.rstrip('/')}/{deployment.name}"
     return deployment_out(deployment, 1)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from controller import repository
@@ -57,7 +57,12 @@ def _window(body: OverrideCreate, now: datetime) -> tuple[datetime, datetime]:
     summary="Create an override (who made it is recorded)",
 )
 def create_override(
-    name: DeploymentName, body: OverrideCreate, session: DbSession, admin: Admin, response: Response
+    name: DeploymentName,
+    body: OverrideCreate,
+    session: DbSession,
+    admin: Admin,
+    request: Request,
+    response: Response,
 ) -> OverrideOut:
     now = datetime.now(UTC)
     deployment = repository.get_deployment(session, name)
@@ -73,7 +78,7 @@ def create_override(
         author=admin.name,
     )
     session.commit()
-    response.headers["Location"] = f"/api/v1/deployments/{name}/overrides/{override.id}"
+    response.headers["Location"] = f"{request.url.path.rstrip('/')}/{override.id}"
     return override_out(override, now)
 
 
