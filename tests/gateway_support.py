@@ -105,3 +105,22 @@ def call_in_loop(gateway: Gateway, function: Callable[[], T]) -> T:
         return function()
 
     return asyncio.run_coroutine_threadsafe(wrapper(), loop).result(5)
+
+
+@contextmanager
+def running_nginx_gateway(
+    config: GatewayConfig, workdir: Path, writer: BatchWriter | None = None
+) -> Iterator[tuple[Gateway, str]]:
+    """A gateway driving nginx; yields the gateway and nginx's address (what clients use)."""
+    from inference.gateway.nginx import NginxConfig, NginxFrontend
+
+    port = free_port()
+    with running_gateway(config, writer) as gateway:
+        loop = gateway._server.get_loop() if gateway._server else None
+        assert loop is not None
+        frontend = NginxFrontend(gateway, NginxConfig("127.0.0.1", port, workdir), free_port())
+        asyncio.run_coroutine_threadsafe(frontend.start(), loop).result(10)
+        try:
+            yield gateway, f"127.0.0.1:{port}"
+        finally:
+            asyncio.run_coroutine_threadsafe(frontend.stop(), loop).result(20)
