@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from controller.api.auth import TokenAuthenticator
 from controller.api.context import ApiContext
 from controller.api.errors import install_error_handlers
+from controller.api.limits import BodySizeLimit
 from controller.api.openapi import install_problem_openapi
 from controller.api.routers import decisions, deployments, forecasts, overrides, policies, samples
 from controller.api.runtime import ControllerRuntime
@@ -45,7 +46,6 @@ def create_app(engine: Engine, *, settings: Settings, runtime: ControllerRuntime
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
-        max_body_size=settings.api_max_body_bytes,
     )
     app.state.prewarm = ApiContext(
         engine=engine,
@@ -56,6 +56,7 @@ def create_app(engine: Engine, *, settings: Settings, runtime: ControllerRuntime
     )
     install_error_handlers(app)
     install_problem_openapi(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
 
     api = APIRouter(prefix=API_PREFIX)
 
