@@ -47,7 +47,9 @@ class ScalingPolicy(BaseModel):
         "[now, now + lead time + horizon].",
     )
     forecast_max_age_s: float = Field(
-        default=1800.0, gt=0, description="A forecast older than this is stale and ignored."
+        default=7200.0,
+        gt=0,
+        description="A forecast older than this is stale and ignored (two refit intervals).",
     )
     forecast_sanity_factor: float = Field(
         default=10.0,
@@ -114,7 +116,7 @@ class ScalingPolicy(BaseModel):
     # Forecast schedule (used by the forecast job and the simulator, not by decide())
     decision_interval_s: float = Field(default=5.0, gt=0, description="Seconds between two decisions.")
     forecast_refit_interval_s: float = Field(
-        default=900.0, gt=0, description="Refit the forecaster this often."
+        default=3600.0, gt=0, description="Refit the forecaster this often."
     )
     forecast_history_s: float = Field(
         default=7 * 86400.0, gt=0, description="Seconds of history the forecaster is fitted on."
