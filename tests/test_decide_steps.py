@@ -106,7 +106,7 @@ def test_predictive_does_not_look_beyond_the_window() -> None:
     ("f", "why"),
     [
         (None, "no forecast"),
-        (forecast(1000, created_at=NOW - 4000), "stale"),
+        (forecast(1000, created_at=NOW - 10_000, span_s=20_000), "stale"),
         (forecast(1000, span_s=30), "does not cover"),
         (forecast(float("nan")), "NaN"),
         (forecast(-5), "negative"),
