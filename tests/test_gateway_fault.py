@@ -20,7 +20,7 @@ from inference.gateway.upstream import Upstream, UpstreamError
 from inference.testing import DEFAULT_MODEL, DEFAULT_MODEL_REPO, digits_body
 from prewarm.db.engine import create_engine_for_url, session_factory
 from prewarm.db.models import ReplicaEvent
-from tests.gateway_support import running_gateway, wait_for
+from tests.gateway_support import running_gateway, running_nginx_gateway, wait_for
 from tests.helpers import add_deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -105,8 +105,9 @@ def events(database_url: str) -> list[ReplicaEvent]:
     return rows
 
 
+@pytest.mark.parametrize("proxy", ["python", "nginx"])
 def test_kill_9_under_load_fails_no_request_and_the_replica_is_back_within_5_s(
-    pool: tuple[LocalProcessBackend, str],
+    pool: tuple[LocalProcessBackend, str], proxy: str, tmp_path: Path
 ) -> None:
     backend, database_url = pool
     victim_id, victim_pid = next(iter(replica_pids(backend).items()))
@@ -119,9 +120,13 @@ def test_kill_9_under_load_fails_no_request_and_the_replica_is_back_within_5_s(
     config = GatewayConfig(
         deployment="digits", port=0, registry_dir=backend.config.state_dir, registry_poll_s=0.1
     )
-    with running_gateway(config) as gateway:
+    front = (
+        running_gateway(config) if proxy == "python" else running_nginx_gateway(config, tmp_path / "nginx")
+    )
+    with front as entered:
+        gateway, address = (entered, entered.address) if proxy == "python" else entered
         wait_for(lambda: len(gateway.balancer.routable()) == 3, 5, what="gateway sees 3 replicas")
-        sent, failed = open_loop(gateway.address, RATE_RPS, 6.0, 2.0, kill)
+        sent, failed = open_loop(address, RATE_RPS, 6.0, 2.0, kill)
         replaced = wait_for(
             lambda: backend.ready_count() == 3 and victim_id not in replica_pids(backend),
             10,
@@ -134,6 +139,7 @@ def test_kill_9_under_load_fails_no_request_and_the_replica_is_back_within_5_s(
         if e.event == "ready" and e.ts.timestamp() > killed_at[0]
     ]
     ready_again_s = min(replacement_ready) - killed_at[0]
+    print(f"[{proxy}] sent {sent}, failed {failed}, replacement ready {ready_again_s:.2f} s after kill -9")
     assert sent >= RATE_RPS * 5
     assert failed <= sent * 0.001, f"{failed} of {sent} requests failed"
     assert ready_again_s < 5.0
@@ -161,5 +167,6 @@ def test_a_hung_replica_under_load_is_ejected_and_replaced(pool: tuple[LocalProc
     finally:
         if os.path.exists(f"/proc/{victim_pid}"):
             os.kill(victim_pid, signal.SIGKILL)
+    print(f"[hang] sent {sent}, failed {failed}")
     assert failed <= sent * 0.001, f"{failed} of {sent} requests failed"
     assert any(e.event == "failed" and e.replica == victim_id for e in events(database_url))
