@@ -79,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
             from inference.gateway.nginx import NginxConfig, NginxFrontend, free_port
 
-            workdir = Path(tempfile.mkdtemp(prefix=f"prewarm-nginx-{args.deployment}-"))
+            if registry_dir is not None:
+                workdir = registry_dir / "nginx"
+            else:
+                workdir = Path(tempfile.mkdtemp(prefix=f"prewarm-nginx-{args.deployment}-"))
             nginx_config = NginxConfig(
                 host=host, port=port, workdir=workdir, workers=settings.gateway_nginx_workers
             )

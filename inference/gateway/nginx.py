@@ -83,6 +83,14 @@ class NginxConfig:
     nginx_bin: str = "nginx"
 
 
+def _die_with_parent() -> None:
+    """In the nginx child before exec: a graceful stop (SIGQUIT) when the gateway dies, so no orphan nginx."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGQUIT)  # 1 = PR_SET_PDEATHSIG
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -180,6 +188,7 @@ class NginxFrontend:
                 str(self.config.workdir),
             ],
             stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         await asyncio.sleep(0.2)
         if self.process.poll() is not None:
