@@ -9,7 +9,7 @@ import uvicorn
 
 from controller.loop import MetricsSource, ReconcileLoop
 from controller.runtime import ControllerRuntime, ForecastJob
-from controller.sources.store import StoreSource
+from controller.sources.store import RecordingSource, StoreSource
 from prewarm.db import migrate
 from prewarm.db.engine import create_engine_for_url
 from prewarm.db.store import MetricsStore
@@ -23,8 +23,8 @@ def metrics_source(settings: Settings, store: MetricsStore) -> MetricsSource:
     if settings.prometheus_url:
         from controller.sources.prometheus import PrometheusSource
 
-        logger.info("observations from Prometheus at %s", settings.prometheus_url)
-        return PrometheusSource.from_settings(settings)
+        logger.info("observations from Prometheus at %s (kept in the metrics store)", settings.prometheus_url)
+        return RecordingSource(PrometheusSource.from_settings(settings), store)
     return StoreSource(store)
 
 

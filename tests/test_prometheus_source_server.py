@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -251,6 +252,27 @@ def test_window_converts_to_store_samples(source: PrometheusSource) -> None:
     rps = [s for s in samples if s.metric == m.REQUESTS_RPS]
     assert rps and all(s.deployment == "demo" and end - 3 < s.ts <= end for s in rps)
     assert {s.metric for s in samples} <= m.ALL
+
+
+def test_recording_source_keeps_prometheus_observations_in_the_store(
+    source: PrometheusSource, postgres_url: str
+) -> None:
+    from controller.sources.store import RecordingSource
+    from prewarm.db.engine import create_engine_for_url
+    from prewarm.db.store import MetricsStore
+    from tests.helpers import add_deployment
+
+    engine = create_engine_for_url(postgres_url)
+    add_deployment(engine, "demo")
+    store = MetricsStore(engine)
+    end = float(int(time.time()))
+    window = RecordingSource(source, store).window("demo", end, duration_s=5)
+    start = datetime.fromtimestamp(end - 10, UTC)
+    stamps, values = store.read_range("demo", m.REQUESTS_RPS, start, datetime.fromtimestamp(end + 1, UTC))
+    finite = np.isfinite(window.get(m.REQUESTS_RPS))
+    assert len(stamps) == int(finite.sum()) > 0
+    assert values.tolist() == window.get(m.REQUESTS_RPS)[finite].tolist()
+    engine.dispose()
 
 
 def test_a_failing_query_blanks_only_its_metric(prometheus: PrometheusServer) -> None:

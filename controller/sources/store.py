@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller.sources.prometheus import FloatArray, ObservationWindow
+from controller.sources.prometheus import FloatArray, ObservationWindow, PrometheusSource
 from prewarm import metric_names as m
-from prewarm.db.store import MetricsStore, UnknownDeploymentError
+from prewarm.db.store import InvalidSampleError, MetricsStore, UnknownDeploymentError
 
 logger = logging.getLogger(__name__)
 
@@ -56,3 +56,22 @@ class StoreSource:
         if errors:
             logger.warning("metrics store read failed for %s: %s", deployment, errors[0])
         return ObservationWindow(deployment, timestamps, values, tuple(errors))
+
+
+class RecordingSource:
+    """Reads windows from Prometheus and keeps what it read in the metrics store, so the forecaster (which reads
+    history from the store) learns from clusters whose metrics live in Prometheus."""
+
+    def __init__(self, source: PrometheusSource, store: MetricsStore) -> None:
+        self.source = source
+        self.store = store
+
+    def window(
+        self, deployment: str, end: datetime | float, duration_s: float, step_s: float = 1.0
+    ) -> ObservationWindow:
+        window = self.source.window(deployment, end, duration_s, step_s)
+        try:
+            self.store.insert_samples(window.to_samples())
+        except (SQLAlchemyError, UnknownDeploymentError, InvalidSampleError) as error:
+            logger.warning("could not store Prometheus observations of %s: %s", deployment, error)
+        return window
