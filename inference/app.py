@@ -71,6 +71,7 @@ class ReplicaApp:
         self._warmup_gate = warmup_gate  # tests hold warm-up back with this
         self._warmup_task: asyncio.Task[None] | None = None
         self._replica_ready_cached = False
+        self.rows_observe = self.metrics.batch_size.observe
         from inference.api import build_api
 
         self.api = build_api(self)
@@ -158,26 +159,52 @@ class ReplicaApp:
         return self._replica_ready_cached
 
     # --- the hot path --------------------------------------------------------------------------------------
-    async def infer_body(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes]:
-        """Serve one V2 infer body for this replica's model: (HTTP status, JSON body)."""
+    def _not_ready(self) -> tuple[int, bytes]:
+        reason = f"failed to load: {self.failed}" if self.failed else "warming up"
+        return 503, error_body(f"model {self.config.model!r} is not ready ({reason})")
+
+    def infer_sync(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes]:
+        """Serve one V2 infer body without batching, on the calling thread: (HTTP status, JSON body)."""
         model = self.model
         if not self.ready or model is None:
-            reason = f"failed to load: {self.failed}" if self.failed else "warming up"
-            return 503, error_body(f"model {self.config.model!r} is not ready ({reason})")
+            return self._not_ready()
         try:
             request = parse_infer_request(body, model.inputs, model.outputs, header_length)
-            if self.batcher is not None:
-                check_batch_dimension(request)
-                outputs = await self.batcher.submit(request.inputs, request.rows)
-            else:
-                self.metrics.batch_size.observe(request.rows)
-                outputs = model.run(request.inputs)
+            outputs = model.run(request.inputs)
+            self.rows_observe(request.rows)
             return 200, encode_infer_response(model.name, request.id, outputs, model.outputs, request.outputs)
         except InvalidRequestError as error:
             return error.status, error_body(str(error))
         except Exception as error:
             logger.exception("inference failed")
             return 500, error_body(f"inference failed: {type(error).__name__}: {error}")
+
+    async def infer_body(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes]:
+        """Serve one V2 infer body for this replica's model (through the batcher when batching is on)."""
+        if self.batcher is None:
+            return self.infer_sync(body, header_length)
+        model = self.model
+        if not self.ready or model is None:
+            return self._not_ready()
+        try:
+            request = parse_infer_request(body, model.inputs, model.outputs, header_length)
+            check_batch_dimension(request)
+            outputs = await self.batcher.submit(request.inputs, request.rows)
+            return 200, encode_infer_response(model.name, request.id, outputs, model.outputs, request.outputs)
+        except InvalidRequestError as error:
+            return error.status, error_body(str(error))
+        except Exception as error:
+            logger.exception("inference failed")
+            return 500, error_body(f"inference failed: {type(error).__name__}: {error}")
+
+    def record(self, status: int, started: float) -> None:
+        """Count one infer request and its latency (``started`` from ``time.perf_counter``)."""
+        metrics = self.metrics
+        if status == 200:
+            metrics.infer_ok.inc()
+        else:
+            metrics.count("infer", status)
+        metrics.latency.observe(time.perf_counter() - started)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
         """The body (413 past the limit) and the binary extension's JSON header length, if any."""
@@ -235,11 +262,7 @@ class ReplicaApp:
             await send({"type": "http.response.body", "body": payload})
         finally:
             metrics.in_flight.dec()
-        if status == 200:
-            metrics.infer_ok.inc()
-        else:
-            metrics.count("infer", status)
-        metrics.latency.observe(time.perf_counter() - started)
+        self.record(status, started)
 
     # --- ASGI ----------------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -24,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--batch-max-size", type=int, help="rows per batch; 1 disables batching")
     parser.add_argument("--batch-max-wait-ms", type=float, help="how long a batch waits to fill")
     parser.add_argument("--max-body-bytes", type=int, help="larger bodies get 413")
+    parser.add_argument(
+        "--server",
+        choices=["fast", "uvicorn"],
+        help="HTTP server: the lean built-in one or uvicorn (default: setting)",
+    )
     parser.set_defaults(handler=run_replica)
 
 
@@ -50,6 +55,7 @@ def run_replica(args: argparse.Namespace) -> int:
         warmup_rounds=settings.replica_warmup_rounds,
         intra_op_threads=settings.replica_intra_op_threads,
         graceful_timeout_s=settings.replica_graceful_timeout_s,
+        server=str(pick(args.server, settings.replica_server)),
         process_start_ts=psutil.Process().create_time(),
     )
     from inference.app import check_model_exists

@@ -25,6 +25,7 @@ class ReplicaConfig:
     intra_op_threads: int = 1
     graceful_timeout_s: float = 30.0
     process_start_ts: float = 0.0  # epoch seconds the replica's first process started (0: this process)
+    server: str = "fast"  # "fast" (inference.httpserver) or "uvicorn"
     ready_dir: str | None = None  # with several workers: each worker drops a file here once warmed
     extra: dict[str, str] = field(default_factory=dict)
 

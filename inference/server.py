@@ -1,4 +1,4 @@
-"""Run a replica under uvicorn (uvloop + httptools), one process or several workers sharing the port."""
+"""Run a replica: the lean HTTP server (``fast``, default) or uvicorn, one process or several sharing the port."""
 
 from __future__ import annotations
 
@@ -29,6 +29,24 @@ def serve(config: ReplicaConfig) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(scratch, "metrics")
         config = ReplicaConfig(**{**config.__dict__, "ready_dir": os.path.join(scratch, "ready")})
     os.environ[CONFIG_ENV] = config.to_env()
+    try:
+        if config.server == "fast":
+            from inference import httpserver
+
+            logger.info(
+                "starting replica model=%s repo=%s on %s:%d workers=%d server=fast batching=%s",
+                config.model, config.model_repo, config.host, config.port, config.workers,
+                f"max {config.batch_max_size} rows / {config.batch_max_wait_ms} ms" if config.batching else "off",
+            )  # fmt: skip
+            return httpserver.serve(config)
+        return _serve_uvicorn(config)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        logger.info("replica on port %d stopped", config.port)
+
+
+def _serve_uvicorn(config: ReplicaConfig) -> int:
     import uvicorn
 
     common = {
@@ -43,7 +61,7 @@ def serve(config: ReplicaConfig) -> int:
         "backlog": 4096,
     }
     logger.info(
-        "starting replica model=%s repo=%s on %s:%d workers=%d batching=%s",
+        "starting replica model=%s repo=%s on %s:%d workers=%d server=uvicorn batching=%s",
         config.model,
         config.model_repo,
         config.host,
@@ -55,15 +73,10 @@ def serve(config: ReplicaConfig) -> int:
     # makes that re-raise harmless so a drained replica exits 0 rather than "killed by SIGTERM".
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _after_drain)
-    try:
-        if config.workers > 1:
-            uvicorn.run("inference.app:create_app_from_env", factory=True, workers=config.workers, **common)  # type: ignore[arg-type]
-        else:
-            from inference.app import ReplicaApp
+    if config.workers > 1:
+        uvicorn.run("inference.app:create_app_from_env", factory=True, workers=config.workers, **common)  # type: ignore[arg-type]
+    else:
+        from inference.app import ReplicaApp
 
-            uvicorn.Server(uvicorn.Config(ReplicaApp(config), **common)).run()  # type: ignore[arg-type]
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    logger.info("replica on port %d stopped", config.port)
+        uvicorn.Server(uvicorn.Config(ReplicaApp(config), **common)).run()  # type: ignore[arg-type]
     return 0

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         gt=0,
         description="On SIGTERM, how long in-flight requests may take before the replica exits.",
     )
+    replica_server: str = Field(
+        default="fast",
+        pattern="^(fast|uvicorn)$",
+        description="Replica HTTP server: 'fast' (built-in httptools/uvloop server) or 'uvicorn'.",
+    )
     # Local replicas and gateway (docs/gateway.md)
     replica_state_dir: str = Field(
         default="var/replicas",

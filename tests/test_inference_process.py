@@ -12,6 +12,7 @@ import pytest
 from inference.testing import DEFAULT_MODEL, digits_body, replica_process
 
 pytestmark = pytest.mark.slow
+SERVERS = pytest.mark.parametrize("server", ["fast", "uvicorn"])
 INFER = f"/v2/models/{DEFAULT_MODEL}/infer"
 
 
@@ -20,8 +21,9 @@ def metric_value(text: str, prefix: str) -> float:
     return float(line.rsplit(" ", 1)[-1])
 
 
-def test_replica_turns_ready_and_exports_its_startup_seconds(tmp_path: Path) -> None:
-    with replica_process(tmp_path) as replica:
+@SERVERS
+def test_replica_turns_ready_and_exports_its_startup_seconds(tmp_path: Path, server: str) -> None:
+    with replica_process(tmp_path, extra_args=["--server", server]) as replica:
         replica.wait_ready()
         assert httpx.post(replica.url + INFER, content=digits_body()).status_code == 200
         metrics = httpx.get(replica.url + "/metrics").text
@@ -30,9 +32,12 @@ def test_replica_turns_ready_and_exports_its_startup_seconds(tmp_path: Path) -> 
         assert "replica ready" in replica.log() and "startup_s=" in replica.log()
 
 
-def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_zero(tmp_path: Path) -> None:
+@SERVERS
+def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_zero(
+    tmp_path: Path, server: str
+) -> None:
     # a batch waits up to 1.5 s to fill, so the first request is still in flight when SIGTERM arrives
-    extra = ["--batch-max-size", "64", "--batch-max-wait-ms", "1500"]
+    extra = ["--batch-max-size", "64", "--batch-max-wait-ms", "1500", "--server", server]
     with replica_process(tmp_path, extra_args=extra) as replica:
         replica.wait_ready()
         result: dict[str, httpx.Response] = {}
@@ -52,8 +57,9 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_zero(tmp
         assert replica.process.wait(timeout=15) == 0
 
 
-def test_two_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path) -> None:
-    with replica_process(tmp_path, extra_args=["--workers", "2"]) as replica:
+@SERVERS
+def test_two_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path, server: str) -> None:
+    with replica_process(tmp_path, extra_args=["--workers", "2", "--server", server]) as replica:
         replica.wait_ready(timeout_s=60)
         with httpx.Client(base_url=replica.url) as client:
             statuses = {client.post(INFER, content=digits_body()).status_code for _ in range(20)}

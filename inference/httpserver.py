@@ -1,0 +1,396 @@
+"""A small HTTP/1.1 server for one replica: httptools parsing on uvloop, the infer route answered in the callback.
+
+Why: with a model this small, uvicorn's per-request machinery (a task, ASGI message dicts, a response cycle object)
+costs more CPU than onnxruntime. Here ``POST /v2/models/<model>/infer`` without batching is parsed, run and answered
+inside ``data_received`` with no coroutine at all; every other request (and infer with batching on) runs the same
+ASGI app uvicorn would run, buffered (bodies are bounded, responses are small JSON). Keep-alive, pipelining (answered
+in order), ``Expect: 100-continue``, a body size limit (413) and graceful shutdown (stop accepting, finish in-flight
+requests, close idle connections) are handled; chunked request bodies are decoded by httptools.
+
+Several workers share one listening socket that the supervisor binds and hands to each worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+
+from inference.app import ReplicaApp
+from inference.config import CONFIG_ENV, ReplicaConfig
+
+logger = logging.getLogger(__name__)
+
+LISTEN_FD_ENV = "_PREWARM_REPLICA_LISTEN_FD"
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+def _head(status: int, length: int, keep_alive: bool, content_type: bytes = b"application/json") -> bytes:
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
+            b"content-type: ",
+            content_type,
+            b"\r\ncontent-length: %d\r\n" % length,
+            b"" if keep_alive else b"connection: close\r\n",
+            b"\r\n",
+        )
+    )
+
+
+@dataclass
+class _Request:
+    method: bytes
+    url: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    keep_alive: bool
+    too_large: bool
+    http_version: str
+    header_length: int | None = None
+
+
+@dataclass
+class ServerState:
+    """What the server's shutdown needs to know: open connections and whether we are draining."""
+
+    connections: set[HttpProtocol] = field(default_factory=set)
+    draining: bool = False
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, app: ReplicaApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+        self.limit = app.config.max_body_bytes
+        self.infer_path = app.infer_path.encode()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[_Request] = deque()
+        self.busy = False  # an ASGI request of this connection is running
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.too_large = False
+        self.header_length: int | None = None
+
+    # --- asyncio.Protocol ----------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.queue.clear()
+        self.state.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, b"upgrades are not supported")
+        except httptools.HttpParserError as error:
+            self._fail(400, f"malformed HTTP request: {error}".encode())
+
+    # --- httptools callbacks -------------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        self.headers.append((name, value))
+        if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+            self.too_large = True
+        elif name == b"inference-header-content-length" and value.isdigit():
+            self.header_length = int(value)
+
+    def on_headers_complete(self) -> None:
+        if self.transport is not None and (b"expect", b"100-continue") in self.headers and not self.too_large:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self.too_large:
+            return
+        self.size += len(body)
+        if self.size > self.limit:
+            self.too_large = True
+            self.chunks = []
+        else:
+            self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        request = _Request(
+            parser.get_method(),
+            self.url,
+            self.headers,
+            body,
+            parser.should_keep_alive(),
+            self.too_large,
+            parser.get_http_version(),
+            self.header_length,
+        )
+        if self.busy or self.queue:
+            self.queue.append(request)
+        else:
+            self._handle(request)
+
+    # --- request handling ----------------------------------------------------------------------------------
+    def _handle(self, request: _Request) -> None:
+        app = self.app
+        if request.method == b"POST" and request.url == self.infer_path and app.batcher is None:
+            started = time.perf_counter()
+            if request.too_large:
+                status, payload = 413, _too_large(self.limit)
+            else:
+                status, payload = app.infer_sync(request.body, request.header_length)
+            self._write(status, payload, request.keep_alive)
+            app.record(status, started)
+            return
+        if request.too_large:
+            self._write(413, _too_large(self.limit), request.keep_alive, count=True)
+            return
+        self.busy = True
+        asyncio.get_running_loop().create_task(self._asgi(request))
+
+    def _write(
+        self,
+        status: int,
+        payload: bytes,
+        keep_alive: bool,
+        content_type: bytes = b"application/json",
+        count: bool = False,
+    ) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        keep_alive = keep_alive and not self.state.draining
+        transport.write(_head(status, len(payload), keep_alive, content_type) + payload)
+        if not keep_alive:
+            transport.close()
+            self.transport = None
+
+    def _fail(self, status: int, message: bytes) -> None:
+        self._write(status, b'{"error":"' + message.replace(b'"', b"'") + b'"}', keep_alive=False)
+
+    async def _asgi(self, request: _Request) -> None:
+        try:
+            await self._run_asgi(request)
+        finally:
+            self.busy = False
+            self._after_response()
+
+    def _after_response(self) -> None:
+        while self.queue and not self.busy and self.transport is not None:
+            self._handle(self.queue.popleft())
+        if self.state.draining and not self.busy and not self.queue and self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    async def _run_asgi(self, request: _Request) -> None:
+        path, _, query = request.url.partition(b"?")
+        transport = self.transport
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": request.http_version,
+            "method": request.method.decode("ascii"),
+            "scheme": "http",
+            "path": unquote(path.decode("latin-1")),
+            "raw_path": path,
+            "query_string": query,
+            "root_path": "",
+            "headers": request.headers,
+            "client": transport.get_extra_info("peername") if transport else None,
+            "server": transport.get_extra_info("sockname") if transport else None,
+        }
+        sent_body = False
+        disconnected = asyncio.Event()
+
+        async def receive() -> MutableMapping[str, Any]:
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": request.body, "more_body": False}
+            await disconnected.wait()
+            return {"type": "http.disconnect"}
+
+        status = 500
+        response_headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+        complete = False
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status, response_headers, complete
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_headers = [
+                    (bytes(name).lower(), bytes(value))
+                    for name, value in message.get("headers", [])
+                    if bytes(name).lower() not in (b"content-length", b"transfer-encoding", b"connection")
+                ]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    complete = True
+
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            logger.exception("unhandled error serving %s %s", scope["method"], scope["path"])
+            if not complete:
+                status, response_headers, chunks = (
+                    500,
+                    [(b"content-type", b"application/json")],
+                    [b'{"error":"internal server error"}'],
+                )
+        finally:
+            disconnected.set()
+        payload = b"".join(chunks)
+        content_type = next(
+            (value for name, value in response_headers if name == b"content-type"), b"text/plain"
+        )
+        self._write(status, payload, request.keep_alive, content_type)
+
+    def shutdown(self) -> None:
+        """Draining: close now if idle, else after the request(s) in progress."""
+        if not self.busy and not self.queue and self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
+def _too_large(limit: int) -> bytes:
+    return b'{"error":"body exceeds the limit of %d bytes"}' % limit
+
+
+async def serve_app(app: ReplicaApp, sock: socket.socket) -> None:
+    """Serve ``app`` on a listening socket until SIGTERM/SIGINT, then drain and stop."""
+    loop = asyncio.get_running_loop()
+    state = ServerState()
+    server = await loop.create_server(lambda: HttpProtocol(app, state), sock=sock, backlog=4096)
+    await app.startup()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    logger.info("worker %d serving on %s", os.getpid(), sock.getsockname())
+    await stop.wait()
+    logger.info("worker %d draining %d connection(s)", os.getpid(), len(state.connections))
+    server.close()
+    state.draining = True
+    for connection in list(state.connections):
+        connection.shutdown()
+    deadline = time.monotonic() + app.config.graceful_timeout_s
+    while state.connections and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    for connection in list(state.connections):  # past the grace period
+        if connection.transport is not None:
+            connection.transport.abort()
+    await app.shutdown()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def _run_worker(config: ReplicaConfig, sock: socket.socket) -> None:
+    import uvloop
+
+    uvloop.run(serve_app(ReplicaApp(config), sock))
+
+
+def worker_main() -> int:
+    """Entry point of a worker process started by ``serve_workers`` (config and socket from the environment)."""
+    from prewarm.cli import configure_logging
+    from prewarm.settings import get_settings
+
+    configure_logging(get_settings().log_level)
+    config = ReplicaConfig.from_env()
+    sock = socket.socket(fileno=int(os.environ[LISTEN_FD_ENV]))
+    sock.setblocking(False)
+    _run_worker(config, sock)
+    return 0
+
+
+def serve(config: ReplicaConfig) -> int:
+    """Run one replica: in this process with one worker, else a supervisor and ``workers`` processes."""
+    sock = listening_socket(config.host, config.port)
+    if config.workers <= 1:
+        _run_worker(config, sock)
+        return 0
+    return _supervise(config, sock)
+
+
+def _supervise(config: ReplicaConfig, sock: socket.socket) -> int:
+    env = {**os.environ, CONFIG_ENV: config.to_env(), LISTEN_FD_ENV: str(sock.fileno())}
+    command = [
+        sys.executable,
+        "-c",
+        "from inference.httpserver import worker_main; raise SystemExit(worker_main())",
+    ]
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, env=env, pass_fds=(sock.fileno(),))
+
+    workers = [spawn() for _ in range(config.workers)]
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    exit_code = 0
+    while True:
+        time.sleep(0.1)
+        if stopping:
+            deadline = time.monotonic() + config.graceful_timeout_s + 5
+            for worker in workers:
+                try:
+                    worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    exit_code = 1
+            break
+        for index, worker in enumerate(workers):
+            code = worker.poll()
+            if code is not None:
+                logger.error("worker %d exited with %s; starting a new one", worker.pid, code)
+                if config.ready_dir:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(config.ready_dir, str(worker.pid)))
+                workers[index] = spawn()
+    sock.close()
+    return exit_code
