@@ -31,7 +31,7 @@ def exchange(replica: ReplicaProcess, raw: bytes, responses: int = 1) -> list[by
     """Send raw bytes, read ``responses`` complete responses (content-length framed)."""
     with socket.create_connection(("127.0.0.1", replica.port), timeout=10) as sock:
         sock.sendall(raw)
-        buffer, out = b"", []
+        buffer, out = b"", list[bytes]()
         while len(out) < responses:
             chunk = sock.recv(65536)
             if not chunk:
