@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,19 +71,6 @@ class Result:
     p99_ms: float
 
 
-def run_wrk(
-    url: str, script: Path, connections: int, duration_s: int
-) -> tuple[int, int, float, float, float, float]:
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    match = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", output)
-    assert match, output
-    requests, errors, duration_us = int(match[1]), int(match[2]), int(match[3])
-    return requests, errors, duration_us / 1e6, float(match[4]), float(match[5]), float(match[6])
-
-
 def measure(name: str, urls: list[str], script: Path, connections: int, duration_s: int) -> Result:
     """Run one wrk per url at once (connections split between them); sum rates, worst percentiles."""
     per = max(connections // len(urls), 1)
@@ -119,10 +107,10 @@ def wait_ok(url: str, timeout_s: float = 20) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--nginx-workers", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=1, help="repeat the three measurements, keep each best")
+    parser.add_argument("--rounds", type=int, default=5, help="repeat all measurements; medians are reported")
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("nginx"):
         print("needs wrk and nginx (apt-get install -y wrk nginx-light)", file=sys.stderr)
@@ -163,20 +151,30 @@ def main() -> int:
         }
         for urls in targets.values():  # warm every path (connections, caches)
             measure("warm", urls, script, args.connections, 2)
-        best: dict[str, Result] = {}
-        for _ in range(args.rounds):
-            for name, urls in targets.items():
-                result = measure(name, urls, script, args.connections, args.duration)
-                if name not in best or result.rps > best[name].rps:
-                    best[name] = result
-    nginx_rps = best["nginx"].rps
-    print(f"\n2 replicas of {DEFAULT_MODEL}, wrk -t1 -c{args.connections} (closed loop), {args.duration} s, "
-          f"nginx worker_processes {args.nginx_workers}")  # fmt: skip
-    print("| path | req/s | p50 ms | p95 ms | p99 ms | errors | vs nginx | p95 < 50 ms |")
+        rounds: list[dict[str, Result]] = []
+        for index in range(args.rounds):
+            # Rotate the order each round so that no path always runs first or last on a shared machine.
+            names = list(targets)
+            names = names[index % len(names) :] + names[: index % len(names)]
+            rounds.append(
+                {
+                    name: measure(name, targets[name], script, args.connections, args.duration)
+                    for name in names
+                }
+            )
+    print(f"\n2 replicas of {DEFAULT_MODEL}, wrk -t1 -c{args.connections} (closed loop), {args.duration} s x "
+          f"{args.rounds} rounds, nginx worker_processes {args.nginx_workers}; medians over rounds, 'vs nginx' is the "
+          f"median of per-round ratios (each round measures all paths back to back)")  # fmt: skip
+    print("| path | req/s | p50 ms | p95 ms | p99 ms | errors | vs nginx (min-max) | p95 < 50 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for result in best.values():
-        print(f"| {result.name} | {result.rps:,.0f} | {result.p50_ms:.2f} | {result.p95_ms:.2f} | {result.p99_ms:.2f} "
-              f"| {result.errors} | {result.rps / nginx_rps:.0%} | {'yes' if result.p95_ms < 50 else 'no'} |")  # fmt: skip
+    for name in targets:
+        results = [r[name] for r in rounds]
+        ratios = sorted(r[name].rps / r["nginx"].rps for r in rounds)
+        p95 = statistics.median(r.p95_ms for r in results)
+        print(f"| {name} | {statistics.median(r.rps for r in results):,.0f} "
+              f"| {statistics.median(r.p50_ms for r in results):.2f} | {p95:.2f} "
+              f"| {statistics.median(r.p99_ms for r in results):.2f} | {sum(r.errors for r in results)} "
+              f"| {statistics.median(ratios):.0%} ({ratios[0]:.0%}-{ratios[-1]:.0%}) | {'yes' if p95 < 50 else 'no'} |")  # fmt: skip
     return 0
 
 
