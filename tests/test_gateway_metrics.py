@@ -107,3 +107,10 @@ def test_traffic_through_the_gateway_becomes_per_second_samples_in_the_store(dat
     assert 'prewarm_gateway_requests_total{deployment="digits"} 30' in metrics
     assert "prewarm_gateway_request_duration_seconds_bucket" in metrics
     engine.dispose()
+
+
+def test_samples_of_an_unknown_deployment_are_dropped_not_retried_forever(database_url: str) -> None:
+    writer = BatchWriter(store_writer(database_url))
+    writer.add([MetricPoint("nobody", m.REQUESTS_RPS, float(int(time.time())), 1.0)])
+    writer.flush()
+    assert writer.pending == 0 and writer.failed_writes == 0

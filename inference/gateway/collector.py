@@ -130,13 +130,18 @@ class BatchWriter:
 def store_writer(database_url: str) -> Callable[[list[MetricPoint]], Any]:
     """A ``write`` function for BatchWriter that upserts into the metrics store (idempotent, one transaction)."""
     from prewarm.db.engine import create_engine_for_url
-    from prewarm.db.store import MetricsStore, Sample
+    from prewarm.db.store import MetricsStore, Sample, UnknownDeploymentError
 
     store = MetricsStore(create_engine_for_url(database_url))
 
     def write(points: list[MetricPoint]) -> int:
         started = time.perf_counter()
-        written = store.insert_samples([Sample(p.deployment, p.metric, p.ts, p.value) for p in points])
+        try:
+            written = store.insert_samples([Sample(p.deployment, p.metric, p.ts, p.value) for p in points])
+        except UnknownDeploymentError as error:
+            # Retrying cannot help until someone creates the deployment: drop the batch, say how to fix it.
+            log.warning("dropping %d samples: %s (create the deployment first)", len(points), error)
+            return 0
         log.debug("wrote %d samples in %.1f ms", len(points), (time.perf_counter() - started) * 1000)
         return int(written)
 
