@@ -50,7 +50,9 @@ def test_creating_an_existing_name_is_a_409(client: TestClient) -> None:
 
 def test_min_above_max_is_a_422_naming_the_field(client: TestClient) -> None:
     response = client.post(
-        f"{API}/deployments", json={"name": "d", "model": "m", "min_replicas": 5, "max_replicas": 2}, headers=ADMIN
+        f"{API}/deployments",
+        json={"name": "d", "model": "m", "min_replicas": 5, "max_replicas": 2},
+        headers=ADMIN,
     )
     body = assert_problem(response, 422, "must be >= min_replicas")
     assert body["errors"][0]["loc"] == ["body", "max_replicas"]
@@ -106,7 +108,9 @@ def test_delete_unknown_is_a_404(client: TestClient) -> None:
     assert_problem(client.delete(f"{API}/deployments/nope", headers=ADMIN), 404)
 
 
-def test_status_from_the_store_uses_the_latest_decision_and_forecast(client: TestClient, engine: Engine) -> None:
+def test_status_from_the_store_uses_the_latest_decision_and_forecast(
+    client: TestClient, engine: Engine
+) -> None:
     create_deployment(client)
     now = datetime.now(UTC)
     with session_factory(engine)() as session:
@@ -115,7 +119,9 @@ def test_status_from_the_store_uses_the_latest_decision_and_forecast(client: Tes
             session, deployment.id, ts=now, current=2, desired=3, applied=True, source="predictive",
             reasons=["forecast 500 rps needs 3"], policy_version=1,
         )  # fmt: skip
-        run = ForecastRun(deployment_id=deployment.id, created_at=now, model_name="profile", step_s=60, horizon_s=120)
+        run = ForecastRun(
+            deployment_id=deployment.id, created_at=now, model_name="profile", step_s=60, horizon_s=120
+        )
         session.add(run)
         session.flush()
         session.add(ForecastPoint(run_id=run.id, target_ts=now, point=400, lower=300, upper=500))
@@ -131,7 +137,11 @@ class FakeRuntime:
     """A controller runtime that knows one deployment's live counts."""
 
     def status(self, deployment_name: str) -> dict[str, Any] | None:
-        return {"current_replicas": 4, "desired_replicas": 5, "ready_replicas": 3} if deployment_name == "digits" else None
+        return (
+            {"current_replicas": 4, "desired_replicas": 5, "ready_replicas": 3}
+            if deployment_name == "digits"
+            else None
+        )
 
     async def refresh_forecast(self, deployment_name: str) -> None:
         return None
@@ -166,3 +176,13 @@ def test_status_lists_active_overrides_only(client: TestClient) -> None:
 
 def test_status_of_unknown_is_a_404(client: TestClient) -> None:
     assert_problem(client.get(f"{API}/deployments/nope/status"), 404)
+
+
+def test_text_no_database_can_store_is_a_422(client: TestClient) -> None:
+    for bad in (b'"digits\\u0000mlp"', b'"\\ud800"'):
+        response = client.post(
+            f"{API}/deployments",
+            content=b'{"name": "d", "model": ' + bad + b"}",
+            headers={**ADMIN, "content-type": "application/json"},
+        )
+        assert_problem(response, 422, "must not contain")

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.api.auth import AuthError
@@ -165,6 +165,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unprocessable(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(request, 422, str(exc))
 
+    async def unstorable(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("data error on %s %s: %s", request.method, request.url.path, getattr(exc, "orig", exc))
+        return problem_response(
+            request, 422, "a value is out of the range the store can hold; use a smaller one"
+        )
+
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(request, 500, "internal error; the controller log has the details")
@@ -177,6 +183,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(IntegrityError, conflict)
     app.add_exception_handler(ForecastError, conflict)
+    app.add_exception_handler(DataError, unstorable)
     app.add_exception_handler(InvalidOverride, unprocessable)
     app.add_exception_handler(InvalidSampleError, unprocessable)
     app.add_exception_handler(Exception, internal)

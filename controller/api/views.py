@@ -127,8 +127,27 @@ def forecast_summary(run: ForecastRun, points: Sequence[ForecastPoint], now: dat
 def validated_policy(data: dict[str, Any], prefix: Sequence[str | int] = ("body",)) -> ScalingPolicy:
     """Validate a merged policy; errors become a 422 with field paths under ``prefix``."""
     try:
-        return ScalingPolicy.model_validate(data)
+        policy = ScalingPolicy.model_validate(data)
     except pydantic.ValidationError as error:
         raise RequestValidationError(
             [{**e, "loc": (*prefix, *e["loc"]), "ctx": None} for e in error.errors(include_url=False)]
         ) from error
+    return storable(policy, prefix)
+
+
+MAX_PRICE_PER_REPLICA_HOUR = 999_999.0  # the deployments table keeps the price as numeric(12, 6)
+
+
+def storable(policy: ScalingPolicy, prefix: Sequence[str | int] = ("body",)) -> ScalingPolicy:
+    """The policy if the store can hold it; a 422 otherwise (the price column is bounded)."""
+    if policy.price_per_replica_hour > MAX_PRICE_PER_REPLICA_HOUR:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": (*prefix, "price_per_replica_hour"),
+                    "msg": f"price_per_replica_hour must be <= {MAX_PRICE_PER_REPLICA_HOUR:.0f}",
+                    "type": "less_than_equal",
+                }
+            ]
+        )
+    return policy

@@ -16,14 +16,17 @@ from controller.api.errors import problem_responses
 from controller.api.routers.params import DeploymentName, PositiveId
 from controller.api.routing import StrictJSONRoute
 from controller.api.schemas import PolicyOut, PolicyPatch, PolicyVersionList, RollbackRequest
-from controller.api.views import policy_out, validated_policy
+from controller.api.views import policy_out, storable, validated_policy
 from controller.policy import ScalingPolicy
 from prewarm.db.models import Deployment
 
 router = APIRouter(prefix="/deployments/{name}/policy", tags=["policies"], route_class=StrictJSONRoute)
 
 Comment = Annotated[
-    str, Query(max_length=1000, description="Why the policy changed (kept with the version).")
+    str,
+    Query(
+        max_length=1000, pattern=r"^[^\x00]*$", description="Why the policy changed (kept with the version)."
+    ),
 ]
 IfMatch = Annotated[
     str | None, Header(description='Only change the policy if its current version is this ETag, e.g. "3".')
@@ -83,7 +86,7 @@ def replace_policy(
     deployment = repository.get_deployment(session, name)
     version, _ = repository.current_policy(session, deployment.id)
     _check_precondition(if_match, version)
-    return _store(session, deployment, body, admin.name, comment, response)
+    return _store(session, deployment, storable(body), admin.name, comment, response)
 
 
 @router.patch(
