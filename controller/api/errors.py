@@ -129,7 +129,12 @@ def field_problems(
 def _summary(problems: list[FieldProblem]) -> str:
     first = problems[0] if problems else None
     where = ".".join(str(part) for part in first.loc[1:]) if first else ""
-    head = f"{where}: {first.message}" if first and where else (first.message if first else "invalid request")
+    if first is None:
+        head = "invalid request"
+    elif where and not first.message.startswith(where.rsplit(".", 1)[-1]):
+        head = f"{where}: {first.message}"
+    else:
+        head = first.message
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return f"{head}{more}"
 
