@@ -69,6 +69,7 @@ class WrkResult:
     p95_ms: float
     p99_ms: float
     errors: int
+    cpu_us_per_request: float = math.nan  # server processes' CPU time / requests served (robust to noise)
 
 
 @dataclass
@@ -91,6 +92,21 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60
             pass
         time.sleep(0.01)
     raise TimeoutError(url)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its children."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
 
 
 def run_wrk(url: str, body: bytes, headers: dict[str, str], seconds: float, scratch: Path) -> WrkResult:
@@ -133,7 +149,11 @@ def measure(
         check = httpx.post(url, content=target.body, headers=target.headers, timeout=10)
         if check.status_code != 200:
             raise RuntimeError(f"{target.label}: {check.status_code} {check.text[:200]}")
+        cpu_before = tree_cpu_s(process.pid)
         wrk = run_wrk(url, target.body, target.headers, wrk_seconds, scratch)
+        wrk.cpu_us_per_request = (
+            (tree_cpu_s(process.pid) - cpu_before) / max(1.0, wrk.rps * wrk_seconds) * 1e6
+        )
         summaries = {}
         for rate in rates:
             result = run_open_loop(
@@ -194,6 +214,7 @@ def targets(scratch: Path) -> list[Target]:
         Target("trivial raw-ASGI endpoint (generator ceiling)", [PY, "-m", "benchmarks.replica_baselines", "trivial", "--port", "{port}"], "/", body, model="trivial"),
         Target("naive FastAPI (1 worker)", naive, digits_path, body),
         Target("prewarm replica (1 worker)", replica_command(DEFAULT_MODEL_REPO, "digits_mlp", 1), digits_path, body),
+        Target("prewarm replica on uvicorn (1 worker)", replica_command(DEFAULT_MODEL_REPO, "digits_mlp", 1, "--server", "uvicorn"), digits_path, body),
         Target("naive FastAPI (2 workers)", [*naive, "--workers", "2"], digits_path, body, workers=2),
         Target("prewarm replica (2 workers)", replica_command(DEFAULT_MODEL_REPO, "digits_mlp", 2), digits_path, body, workers=2),
     ]  # fmt: skip
@@ -206,10 +227,10 @@ def targets(scratch: Path) -> list[Target]:
         raw, header_length = encode_binary_request({"x": image}, {"x": "FP32"})
         headers = {"Inference-Header-Content-Length": str(header_length)}
         path = "/v2/models/ocr_cls/infer"
-        for workers in (1, 2):
+        for workers, extra in ((1, ()), (2, ()), (1, ("--batch-max-size", "8"))):
+            label = f"OCR cls, compute-bound ({workers} worker{'s' if workers > 1 else ''}{', batching' if extra else ''})"
             chosen.append(
-                Target(f"prewarm replica, OCR cls (compute-bound, {workers} worker{'s' if workers > 1 else ''})",
-                       replica_command(repo, "ocr_cls", workers), path, raw, headers, "ocr_cls", workers)
+                Target(label, replica_command(repo, "ocr_cls", workers, *extra), path, raw, headers, "ocr_cls", workers)
             )  # fmt: skip
     return chosen
 
@@ -220,10 +241,15 @@ def fmt(value: float) -> str:
 
 def table(rows: list[Row], rates: Sequence[float]) -> str:
     ceiling = next((row.wrk.rps for row in rows if row.target.model == "trivial" and row.wrk), math.inf)
+    naive_cpu = {
+        row.target.workers: row.wrk.cpu_us_per_request
+        for row in rows
+        if row.target.label.startswith("naive") and row.wrk
+    }
     naive = {
         row.target.workers: row.wrk.rps for row in rows if row.target.label.startswith("naive") and row.wrk
     }
-    head = ["server", "ready s", "wrk req/s", "x naive", "wrk p95 ms"]
+    head = ["server", "ready s", "wrk req/s", "x naive", "wrk p95 ms", "CPU us/req", "x naive CPU"]
     for rate in rates:
         head += [f"{rate:.0f}/s p50", f"{rate:.0f}/s p95", f"{rate:.0f}/s p99", f"{rate:.0f}/s err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -238,7 +264,7 @@ def table(rows: list[Row], rates: Sequence[float]) -> str:
             " (generator-bound)" if wrk and row.target.model != "trivial" and wrk.rps > 0.85 * ceiling else ""
         )
         cells = [row.target.label, f"{row.ready_s:.2f}", f"{wrk.rps:,.0f}{limited}" if wrk else "-", ratio,
-                 fmt(wrk.p95_ms) if wrk else "-"]  # fmt: skip
+                 fmt(wrk.p95_ms) if wrk else "-", fmt(wrk.cpu_us_per_request) if wrk else "-", cpu_ratio]  # fmt: skip
         for rate in rates:
             summary = row.open_loop.get(rate)
             if summary is None:
