@@ -260,6 +260,11 @@ def table(rows: list[Row], rates: Sequence[float]) -> str:
             if wrk is None or row.target.model != "digits"
             else f"{wrk.rps / naive.get(row.target.workers, math.nan):.2f}"
         )
+        cpu_ratio = (
+            ""
+            if wrk is None or row.target.model != "digits"
+            else f"{naive_cpu.get(row.target.workers, math.nan) / wrk.cpu_us_per_request:.2f}"
+        )
         limited = (
             " (generator-bound)" if wrk and row.target.model != "trivial" and wrk.rps > 0.85 * ceiling else ""
         )
