@@ -9,6 +9,8 @@ Generator: wrk, closed loop (``-t1 -cN``), POST of one digits row; p95 from wrk'
 from __future__ import annotations
 
 import argparse
+import asyncio
+import math
 import re
 import shutil
 import statistics
@@ -21,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
+import uvloop
 
+from inference.loadgen import LoadResult, LoadSummary, RateStep, open_loop
 from inference.testing import DEFAULT_MODEL, digits_body, free_port, replica_process
 
 WRK_SCRIPT = """
@@ -93,6 +98,39 @@ def measure(name: str, urls: list[str], script: Path, connections: int, duration
                   max(r[5] for r in rows))  # fmt: skip
 
 
+def open_loop_split(urls: list[str], body: bytes, rate_rps: float, duration_s: float) -> LoadSummary:
+    """The replica benchmark's open-loop generator at ``rate_rps`` in total, split evenly over ``urls``."""
+
+    async def run() -> list[LoadResult]:
+        step = [RateStep(duration_s, rate_rps / len(urls))]
+        return list(await asyncio.gather(*(open_loop(url, body, step, connections=64) for url in urls)))
+
+    results = uvloop.run(run())
+    merged = LoadResult(
+        np.concatenate([r.intended_s for r in results]), np.concatenate([r.latency_s for r in results]),
+        np.concatenate([r.status for r in results]), duration_s,
+    )  # fmt: skip
+    return merged.summary()
+
+
+def highest_rate(
+    urls: list[str], body: bytes, start_rps: float, trial_s: float, trials: int
+) -> LoadSummary | None:
+    """Search the highest offered rate with p95 < 50 ms and <= 0.1 % errors (multiplicative, then bisection)."""
+    best: LoadSummary | None = None
+    low, high, rate = 0.0, math.inf, start_rps
+    for _ in range(trials):
+        summary = open_loop_split(urls, body, rate, trial_s)
+        if summary.p95_ms < 50 and summary.errors <= 0.001 * summary.sent:
+            low, best = rate, summary
+        else:
+            high = rate
+        if high / max(low, 1.0) < 1.08:
+            break
+        rate = rate * 1.4 if math.isinf(high) else (low + high) / 2 if low else rate / 2
+    return best
+
+
 def wait_ok(url: str, timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -109,6 +147,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--trial", type=float, default=3.0, help="seconds per open-loop trial rate")
+    parser.add_argument("--trials", type=int, default=6, help="open-loop trials per path (rate search)")
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5, help="repeat all measurements; medians are reported")
     args = parser.parse_args()
@@ -162,6 +202,23 @@ def main() -> int:
                     for name in names
                 }
             )
+        body = digits_body()
+        sweep = {}
+        for name, urls in targets.items():
+            start = 0.7 * statistics.median(r[name].rps for r in rounds)
+            sweep[name] = highest_rate(urls, body, start, args.trial, args.trials)
+    print(f"\nOpen loop (inference.loadgen, latency from intended send time): highest rate with p95 < 50 ms and "
+          f"<= 0.1 % errors, {args.trials} trials of {args.trial:g} s per path")  # fmt: skip
+    print("| path | highest rate req/s | p50 ms | p95 ms | p99 ms | errors | vs nginx |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    nginx_best = sweep["nginx"]
+    for name, found in sweep.items():
+        if found is None:
+            print(f"| {name} | none passed | - | - | - | - | - |")
+            continue
+        ratio = f"{found.offered_rps / nginx_best.offered_rps:.0%}" if nginx_best else "-"
+        print(f"| {name} | {found.offered_rps:,.0f} | {found.p50_ms:.2f} | {found.p95_ms:.2f} | {found.p99_ms:.2f} "
+              f"| {found.errors} | {ratio} |")  # fmt: skip
     print(f"\n2 replicas of {DEFAULT_MODEL}, wrk -t1 -c{args.connections} (closed loop), {args.duration} s x "
           f"{args.rounds} rounds, nginx worker_processes {args.nginx_workers}; medians over rounds, 'vs nginx' is the "
           f"median of per-round ratios (each round measures all paths back to back)")  # fmt: skip
