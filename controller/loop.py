@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -73,7 +73,16 @@ class DeploymentRuntime:
 class ControllerMetrics:
     """Prometheus metrics the controller exports about its decisions."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    _default: ControllerMetrics | None = None
+
+    @classmethod
+    def default(cls) -> ControllerMetrics:
+        """The process-wide instance, registered in prometheus-client's default registry (served at /metrics)."""
+        if cls._default is None:
+            cls._default = cls(REGISTRY)
+        return cls._default
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
         labels = ["deployment"]
         self.desired = Gauge(
             "prewarm_controller_desired_replicas", "Replicas decided", labels, registry=registry
@@ -122,7 +131,7 @@ class ReconcileLoop:
         self.state_root = state_root
         self.backend_factory = backend_factory or self._default_backend
         self.record_unchanged_every_s = record_unchanged_every_s
-        self.metrics = metrics or ControllerMetrics()
+        self.metrics = metrics or ControllerMetrics.default()
         self.runtimes: dict[str, DeploymentRuntime] = {}
         self.database_ok = True
 

@@ -6,27 +6,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
 from controller import repository
 from controller.loop import ReconcileLoop
+from forecaster.job import ForecastJob
 from prewarm.db.engine import session_factory
-from prewarm.db.models import Deployment
 
 logger = logging.getLogger(__name__)
 
-ForecastJob = Callable[[str], Any]  # runs one deployment's forecast (fit + store); blocking
-
 
 class ControllerRuntime:
-    """Runs the loop and the forecast schedule as asyncio tasks; fits run in one worker thread, one at a time,
-    so neither the API nor the loop ever waits on a model."""
+    """Runs the loop and the forecast schedule as asyncio tasks. Fits run in one worker thread, one at a time
+    (scheduled and on-demand alike), so neither the API nor the loop ever waits on a model."""
 
     def __init__(
         self,
@@ -35,17 +31,16 @@ class ControllerRuntime:
         forecast_job: ForecastJob | None,
         *,
         tick_s: float = 1.0,
-        schedule_check_s: float = 5.0,
+        forecast_poll_s: float = 30.0,
     ) -> None:
         self.engine = engine
-        self.sessions = session_factory(engine)
         self.loop = loop
         self.forecast_job = forecast_job
         self.tick_s = tick_s
-        self.schedule_check_s = schedule_check_s
-        self.next_forecast_at: dict[str, float] = {}
+        self.forecast_poll_s = forecast_poll_s
         self._fit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-fit")
         self._stop = asyncio.Event()
+        self._wake_forecasts = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -56,6 +51,7 @@ class ControllerRuntime:
 
     async def stop(self) -> None:
         self._stop.set()
+        self._wake_forecasts.set()
         for task in self._tasks:
             try:
                 await asyncio.wait_for(task, timeout=30)
@@ -67,38 +63,32 @@ class ControllerRuntime:
     def status(self, deployment: str) -> dict[str, Any] | None:
         return self.loop.status(deployment)
 
-    async def refresh_forecast(self, deployment: str) -> Any:
-        """Run one deployment's forecast now (in the fit worker) and return the job's result."""
-        if self.forecast_job is None:
-            raise RuntimeError("no forecaster is configured in this controller")
+    async def refresh_forecast(self, deployment: str) -> int | None:
+        """Fit and store one deployment's forecast now, whatever its schedule; returns the run id."""
         job = self.forecast_job
-        result = await asyncio.get_running_loop().run_in_executor(self._fit_pool, job, deployment)
-        self.next_forecast_at.pop(deployment, None)
-        return result
+        if job is None:
+            raise RuntimeError("this controller runs without a forecaster")
+
+        def run() -> int | None:
+            with session_factory(self.engine)() as session:
+                deployment_id = repository.get_deployment(session, deployment).id
+            return job.run_deployment(deployment_id, deployment, datetime.now(UTC), force=True)
+
+        return await asyncio.get_running_loop().run_in_executor(self._fit_pool, run)
+
+    def trigger_forecasts(self) -> None:
+        """Look for due forecasts now rather than at the next poll (e.g. after a deployment was created)."""
+        self._wake_forecasts.set()
 
     async def _forecast_schedule(self) -> None:
+        """Every poll, forecast the deployments whose latest forecast is older than their policy's refit interval."""
+        job = self.forecast_job
+        assert job is not None
         while not self._stop.is_set():
-            for name, interval_s in await asyncio.to_thread(self._refit_intervals):
-                now = time.time()
-                if now < self.next_forecast_at.get(name, 0.0):
-                    continue
-                self.next_forecast_at[name] = now + interval_s
-                try:
-                    await self.refresh_forecast(name)
-                except Exception:  # a failing model is the job's to replace; anything else is logged here
-                    logger.exception("scheduled forecast for %s failed", name)
-                self.next_forecast_at[name] = time.time() + interval_s
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._fit_pool, job.run_once)
+            except Exception:  # e.g. the database is down: the job logs per deployment; try again next poll
+                logger.exception("scheduled forecasts failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self.schedule_check_s)
-
-    def _refit_intervals(self) -> list[tuple[str, float]]:
-        try:
-            with self.sessions() as session:
-                result = []
-                for deployment in session.scalars(select(Deployment).order_by(Deployment.name)):
-                    _, policy = repository.current_policy(session, deployment.id)
-                    result.append((deployment.name, policy.forecast_refit_interval_s))
-                return result
-        except (SQLAlchemyError, LookupError) as error:
-            logger.warning("forecast schedule: cannot read deployments: %s", error)
-            return []
+                await asyncio.wait_for(self._wake_forecasts.wait(), timeout=self.forecast_poll_s)
+            self._wake_forecasts.clear()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from controller.loop import MetricsSource, ReconcileLoop
-from controller.runtime import ControllerRuntime, ForecastJob
+from controller.runtime import ControllerRuntime
 from controller.sources.store import RecordingSource, StoreSource
+from forecaster.job import ForecastJob
 from prewarm.db import migrate
 from prewarm.db.engine import create_engine_for_url
 from prewarm.db.store import MetricsStore
@@ -28,12 +33,9 @@ def metrics_source(settings: Settings, store: MetricsStore) -> MetricsSource:
     return StoreSource(store)
 
 
-def forecast_job(settings: Settings, store: MetricsStore) -> ForecastJob | None:
-    """The forecaster's per-deployment job (fit on stored history, write the forecast)."""
-    from forecaster.jobs import ForecastJobRunner
-
-    runner = ForecastJobRunner(store)
-    return runner.run_for
+async def metrics_endpoint(_request: Request) -> Response:
+    """The controller's Prometheus metrics (decisions, replica counts, forecasts)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def serve_controller(
@@ -47,6 +49,7 @@ async def serve_controller(
 ) -> int:
     """Serve until SIGINT/SIGTERM; on the way out the loop stops and local replicas are shut down."""
     from controller.api.app import create_app
+    from controller.dashboard import dashboard_router
 
     if migrate.current_revision(settings.database_url) is None:
         logger.error("the database is not migrated: run `prewarm db upgrade` first")
@@ -56,12 +59,28 @@ async def serve_controller(
     runtime: ControllerRuntime | None = None
     if run_loop:
         loop = ReconcileLoop(engine, metrics_source(settings, store), state_root=state_dir)
-        runtime = ControllerRuntime(engine, loop, forecast_job(settings, store), tick_s=tick_s)
+        runtime = ControllerRuntime(
+            engine,
+            loop,
+            ForecastJob(engine, settings),
+            tick_s=tick_s,
+            forecast_poll_s=settings.forecast_poll_interval_s,
+        )
     app = create_app(engine, settings=settings, runtime=runtime)
+    app.include_router(dashboard_router(engine))
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal with the handler it found; no-op handlers make
+    # that harmless, so the runtime below still stops (and local replicas shut down) before the process exits.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     if runtime is not None:
         await runtime.start()
-    logger.info("controller listening on http://%s:%d (API under /api/v1)", host, port)
+    logger.info(
+        "controller listening on http://%s:%d (API under /api/v1, dashboard at /dashboard, metrics at /metrics)",
+        host,
+        port,
+    )
     try:
         await server.serve()
     finally:

@@ -130,8 +130,9 @@ class ForecastJob:
                 written.append(run_id)
         return written
 
-    def run_deployment(self, deployment_id: int, name: str, now: datetime) -> int | None:
-        """Forecast one deployment if it is due; returns the new run's id, or None when not due or no data."""
+    def run_deployment(self, deployment_id: int, name: str, now: datetime, force: bool = False) -> int | None:
+        """Forecast one deployment if it is due (or ``force``); returns the new run's id, or None when not due or
+        there is no data."""
         from controller import repository
         from controller.policy import ScalingPolicy
         from prewarm import metric_names
@@ -145,7 +146,11 @@ class ForecastJob:
             latest = repository.latest_forecast(session, deployment_id)
             startup = repository.replica_startup_s(session, deployment_id)
         plan = plan_for(policy, startup)
-        if latest is not None and (now - latest[0].created_at).total_seconds() < plan.refit_interval_s:
+        if (
+            not force
+            and latest is not None
+            and (now - latest[0].created_at).total_seconds() < plan.refit_interval_s
+        ):
             return None
         end_epoch = math.floor(now.timestamp() / plan.step_s) * plan.step_s  # complete bins only
         end = datetime.fromtimestamp(end_epoch, UTC)
