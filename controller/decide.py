@@ -84,12 +84,18 @@ def decide(
             reasons.append(Reason(step, message, count, new))
             count, source = new, step
 
-    stabilised, history = steps.stabilise(policy, state, now, current, recommendation)
+    forecast_used = pred.replicas is not None
+    stabilised, history = steps.stabilise(policy, state, now, current, recommendation, forecast_used)
+    window_s = (
+        min(policy.scale_down_stabilisation_s, policy.forecast_scale_down_stabilisation_s)
+        if forecast_used
+        else policy.scale_down_stabilisation_s
+    )
     record(
         "stabilised",
         stabilised,
-        f"held {stabilised} for the {policy.scale_down_stabilisation_s:.0f} s scale-down window "
-        f"(recommended {recommendation})",
+        f"held {stabilised} for the {window_s:.0f} s scale-down window"
+        f"{' (forecast in use)' if forecast_used else ''} (recommended {recommendation})",
     )
     if react.panic and count < current:
         record("panic", current, f"no scale-down while panicking: keep {current}")

@@ -52,7 +52,8 @@ class ForecastInput:
     """A request-rate forecast (rps) as ``decide()`` needs it: intervals starting at ``target_ts``.
 
     ``history_peak_rps`` is the highest rate in the history the model was fitted on; with the recent observed peak
-    it is the reference for rejecting absurd forecasts.
+    it is the reference for rejecting absurd forecasts. ``history_s`` is how much history it was fitted on: a
+    forecast from less than the policy's ``forecast_min_history_s`` is ignored.
     """
 
     created_at: float  # epoch seconds the forecast was made (its origin)
@@ -63,6 +64,7 @@ class ForecastInput:
     lower: FloatArray | None = None
     model: str = ""
     history_peak_rps: float | None = None
+    history_s: float | None = None  # seconds of history the model was fitted on; None: unknown (not checked)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target_ts", _as_float_array(self.target_ts))

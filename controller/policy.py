@@ -51,6 +51,25 @@ class ScalingPolicy(BaseModel):
         gt=0,
         description="A forecast older than this is stale and ignored (two refit intervals).",
     )
+    forecast_utilisation: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Fraction of a replica's capacity the upper forecast band is planned at. The band already is "
+        "the headroom for what the forecast cannot know, so 1.0 plans it at full capacity; the reactive thresholds "
+        "(CPU, latency, queue) keep their own headroom.",
+    )
+    forecast_min_history_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="A forecast fitted on less history than this is ignored (its band is not calibrated yet).",
+    )
+    forecast_scale_down_stabilisation_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Scale-down stabilisation window while a usable forecast decides: its upper band over the lead "
+        "window already says what capacity is needed until new replicas could be ready.",
+    )
     forecast_sanity_factor: float = Field(
         default=10.0,
         gt=1,
@@ -118,6 +137,13 @@ class ScalingPolicy(BaseModel):
     forecast_refit_interval_s: float = Field(
         default=3600.0, gt=0, description="Refit the forecaster this often."
     )
+    forecast_refit_history_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="While the history is young, refit every this fraction of its length (never more often than "
+        "one forecast step, never less often than forecast_refit_interval_s).",
+    )
     forecast_history_s: float = Field(
         default=7 * 86400.0, gt=0, description="Seconds of history the forecaster is fitted on."
     )
@@ -155,6 +181,17 @@ class ScalingPolicy(BaseModel):
         if self.budget_money_per_hour is not None and self.price_per_replica_hour <= 0:
             raise ValueError("budget_money_per_hour needs price_per_replica_hour > 0 to be enforced")
         return self
+
+    def refit_interval_s(self, history_s: float) -> float:
+        """Seconds until the next refit for a forecast fitted on ``history_s`` of history: often while it is
+        short, ``forecast_refit_interval_s`` once it is long."""
+        young = max(self.forecast_step_s, self.forecast_refit_history_fraction * max(0.0, history_s))
+        return min(self.forecast_refit_interval_s, young)
+
+    @property
+    def forecast_rps_per_replica(self) -> float:
+        """Load one replica is planned to carry from the upper forecast band: capacity x forecast utilisation."""
+        return self.replica_capacity_rps * self.forecast_utilisation
 
     @property
     def planned_rps_per_replica(self) -> float:

@@ -78,6 +78,10 @@ def predictive(
         return ignored(f"stale, made {age:.0f} s ago (max {policy.forecast_max_age_s:.0f} s)")
     if age < -policy.forecast_max_age_s:
         return ignored(f"made {-age:.0f} s in the future")
+    if forecast.history_s is not None and forecast.history_s < policy.forecast_min_history_s:
+        return ignored(
+            f"fitted on only {forecast.history_s:.0f} s of history (min {policy.forecast_min_history_s:.0f} s)"
+        )
     window_end = now + lead_s + policy.horizon_s
     ts = forecast.target_ts
     if ts.size == 0 or ts[-1] + forecast.step_s < window_end - _EPS:
@@ -102,14 +106,14 @@ def predictive(
             f"absurd: upper {upper:.0f} rps is over {policy.forecast_sanity_factor:g}x the reference peak "
             f"{reference:.0f} rps"
         )
-    replicas = ceil_replicas(upper / policy.planned_rps_per_replica)
+    replicas = ceil_replicas(upper / policy.forecast_rps_per_replica)
     return Predictive(
         replicas,
         upper,
         Reason(
             "predictive",
             f"upper forecast {upper:.0f} rps over the next {lead_s + policy.horizon_s:.0f} s / "
-            f"({policy.replica_capacity_rps:g} rps x {policy.target_utilisation:g}) -> {replicas}",
+            f"({policy.replica_capacity_rps:g} rps x {policy.forecast_utilisation:g}) -> {replicas}",
             after=replicas,
         ),
     )
@@ -130,6 +134,29 @@ def _ratio_replicas(base: int, ratio: float, tolerance: float) -> int:
     if abs(ratio - 1.0) <= tolerance:
         return base
     return ceil_replicas(base * ratio)
+
+
+# Kubernetes HPA's default scale-up policy: at most max(100 %, 4 pods) more per period.
+HPA_SCALE_UP_FACTOR = 2.0
+HPA_SCALE_UP_PODS = 4
+
+
+def load_need(policy: ScalingPolicy, obs: Observations) -> int | None:
+    """Replicas the measured load needs at the target utilisation: the recent (panic-window) rate plus draining
+    the queue within the stable window; None when the rate is not measured."""
+    rps = window_mean(obs.rps, policy.panic_window_s) if obs.rps.size else None
+    if rps is None:
+        return None
+    queue = window_mean(obs.queue_length, 1) if obs.queue_length.size else None
+    backlog_rps = (queue or 0.0) / policy.stable_window_s
+    return ceil_replicas((rps + backlog_rps) / policy.planned_rps_per_replica)
+
+
+def _trouble_vote_limit(policy: ScalingPolicy, obs: Observations, base: int) -> int:
+    """The most a latency or queue vote may ask: the measured load's need or HPA's scale-up rate, if more."""
+    rate = max(math.ceil(HPA_SCALE_UP_FACTOR * base), base + HPA_SCALE_UP_PODS)
+    need = load_need(policy, obs)
+    return rate if need is None else max(rate, need)
 
 
 def reactive(
@@ -156,20 +183,39 @@ def reactive(
     votes: list[tuple[int, str]] = []
     panic_votes: list[int] = []
     measured_any = False
+    trouble_limit = _trouble_vote_limit(policy, obs, base)
     for name, values, up, proportional in signals:
         stable = window_mean(values, policy.stable_window_s) if values.size else None
         if stable is None:
             continue
         measured_any = True
-        ratio = stable / up
-        if ratio > 1.0 + policy.tolerance:
-            votes.append((_ratio_replicas(base, ratio, policy.tolerance), f"{name} {stable:.0f} > {up:g}"))
-        elif proportional:
-            # Below the up threshold a proportional metric says how many replicas the load needs (never more).
-            votes.append((min(base, _ratio_replicas(base, ratio, policy.tolerance)), f"{name} {stable:.0f}"))
         panic_mean = window_mean(values, policy.panic_window_s)
-        if panic_mean is not None and base > 0:
-            panic_votes.append(ceil_replicas(base * panic_mean / up))
+        if proportional:
+            ratio = stable / up
+            if ratio > 1.0 + policy.tolerance:
+                votes.append(
+                    (_ratio_replicas(base, ratio, policy.tolerance), f"{name} {stable:.0f} > {up:g}")
+                )
+            else:
+                # Below the up threshold a proportional metric says how many replicas the load needs (never more).
+                votes.append(
+                    (min(base, _ratio_replicas(base, ratio, policy.tolerance)), f"{name} {stable:.0f}")
+                )
+            if panic_mean is not None and base > 0:
+                panic_votes.append(ceil_replicas(base * panic_mean / up))
+            continue
+        # Latency and queue are not proportional to the replica count, and a minute-old reading says nothing
+        # about replicas added since: they vote on the recent (panic-window) value, in ratio form, limited to
+        # what the measured load needs or HPA's scale-up rate, whichever is more.
+        recent = panic_mean if panic_mean is not None else stable
+        ratio = recent / up
+        if ratio > 1.0 + policy.tolerance:
+            raw = _ratio_replicas(base, ratio, policy.tolerance)
+            vote = min(raw, trouble_limit)
+            limited = f" (ratio asks {raw}, limited to {vote})" if vote < raw else ""
+            votes.append((vote, f"{name} {recent:.0f} > {up:g}{limited}"))
+            if base > 0:
+                panic_votes.append(vote)
     # Scale-from-zero: ratios of nothing are nothing, but arriving requests need a replica.
     recent_rps = window_mean(obs.rps, policy.stable_window_s) if obs.rps.size else None
     if base == 0 and recent_rps is not None and recent_rps > 0:
@@ -230,15 +276,28 @@ def reactive(
 
 
 def stabilise(
-    policy: ScalingPolicy, state: DecisionState, now: float, current: int, recommendation: int
+    policy: ScalingPolicy,
+    state: DecisionState,
+    now: float,
+    current: int,
+    recommendation: int,
+    forecast_used: bool = False,
 ) -> tuple[int, tuple[tuple[float, int], ...]]:
-    """HPA's scale-down stabilisation: scale down only to the highest recommendation of the window."""
+    """HPA's scale-down stabilisation: scale down only to the highest recommendation of the window.
+
+    While a usable forecast decides, the window is ``forecast_scale_down_stabilisation_s``: the upper band over
+    the lead window already holds what the next minutes need, so the long window would only pay for capacity the
+    forecast says is idle. The history keeps the long window either way (a forecast can turn unusable).
+    """
     window = policy.scale_down_stabilisation_s
     kept = tuple((ts, r) for ts, r in state.recommendations if ts > now - window)
     history = (*kept, (now, recommendation))
     if recommendation > current:
         return recommendation, history
-    return min(current, max(r for _, r in history)), history
+    if forecast_used:
+        window = min(window, policy.forecast_scale_down_stabilisation_s)
+    held = max(r for ts, r in history if ts > now - window or ts == now)
+    return min(current, held), history
 
 
 def step_limits(policy: ScalingPolicy, current: int, desired: int) -> int:

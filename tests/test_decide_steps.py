@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,6 +13,11 @@ from controller.overrides import OverrideKind, OverrideValue
 from controller.policy import ScalingPolicy
 
 NOW = 100_000.0
+
+
+def policy(**fields: object) -> ScalingPolicy:
+    """A policy whose forecasts are planned at 70 % (so 280 rps = one replica, as in these examples)."""
+    return ScalingPolicy.model_validate({"forecast_utilisation": 0.7, **fields})
 
 
 def obs(
@@ -53,13 +59,13 @@ def forecast(
 
 
 def run(
-    policy: ScalingPolicy | None = None,
+    p: ScalingPolicy | None = None,
     o: Observations | None = None,
     f: ForecastInput | None = None,
     state: DecisionState | None = None,
     now: float = NOW,
 ) -> Decision:
-    return decide(policy or ScalingPolicy(max_replicas=50), o or obs(), f, state or DecisionState(), now)
+    return decide(p or policy(max_replicas=50), o or obs(), f, state or DecisionState(), now)
 
 
 def steps_of(d: Decision) -> list[str]:
@@ -70,12 +76,12 @@ def steps_of(d: Decision) -> list[str]:
 
 
 def test_lead_time_is_measured_startup_plus_margin() -> None:
-    d = run(ScalingPolicy(lead_time_margin_s=7), obs(startup_s=23))
+    d = run(policy(lead_time_margin_s=7), obs(startup_s=23))
     assert d.lead_time_s == 30
 
 
 def test_lead_time_uses_the_default_startup_until_measured() -> None:
-    d = run(ScalingPolicy(lead_time_margin_s=5, default_replica_startup_s=40), obs(startup_s=None))
+    d = run(policy(lead_time_margin_s=5, default_replica_startup_s=40), obs(startup_s=None))
     assert d.lead_time_s == 45
 
 
@@ -122,6 +128,24 @@ def test_bad_forecasts_are_ignored_with_a_reason_and_reactive_decides(
     assert d.desired == 7 and d.source == "reactive"
 
 
+def test_predictive_plans_the_upper_band_at_full_capacity_by_default() -> None:
+    d = run(ScalingPolicy(max_replicas=50), obs(cpu=10), forecast(1840))  # 1840 / 400 = 4.6
+    assert d.predictive == 5 and d.desired == 5
+    assert "(400 rps x 1) -> 5" in d.reasons[1].message
+
+
+def test_a_forecast_fitted_on_too_little_history_is_ignored() -> None:
+    young = dataclasses.replace(forecast(5000), history_s=600.0)
+    d = run(policy(max_replicas=50, forecast_min_history_s=1800), obs(cpu=91, current=5), young)
+    assert d.predictive is None and "only 600 s of history (min 1800 s)" in d.reasons[1].message
+    assert d.desired == 7 and d.source == "reactive"
+
+
+def test_a_forecast_with_enough_history_is_used() -> None:
+    old_enough = dataclasses.replace(forecast(2800), history_s=1800.0)
+    assert run(policy(max_replicas=50, forecast_min_history_s=1800), obs(cpu=10), old_enough).predictive == 10
+
+
 def test_reactive_only_override_ignores_the_forecast() -> None:
     o = obs(cpu=50, overrides=(OverrideValue(OverrideKind.REACTIVE_ONLY, NOW - 10, NOW + 10),))
     d = run(o=o, f=forecast(5000))
@@ -145,7 +169,7 @@ def test_reactive_holds_inside_the_band_when_alone() -> None:
 
 
 def test_reactive_scales_down_below_the_down_threshold_once_stabilised() -> None:
-    p = ScalingPolicy(max_replicas=50, scale_down_stabilisation_s=0)
+    p = policy(max_replicas=50, scale_down_stabilisation_s=0)
     assert run(p, obs(current=10, cpu=21)).desired == 3  # ceil(10 * 21 / 70)
 
 
@@ -154,7 +178,7 @@ def test_memory_above_its_threshold_scales_up() -> None:
 
 
 def test_memory_in_its_band_prevents_a_cpu_scale_down() -> None:
-    p = ScalingPolicy(max_replicas=50, scale_down_stabilisation_s=0)
+    p = policy(max_replicas=50, scale_down_stabilisation_s=0)
     assert run(p, obs(current=10, cpu=10, memory=60)).desired == 10
 
 
@@ -166,8 +190,27 @@ def test_queue_above_the_threshold_scales_up() -> None:
     assert run(o=obs(current=2, cpu=60, queue=30)).desired == 6
 
 
+def test_a_queue_vote_is_limited_to_what_the_load_needs_or_hpa_rate() -> None:
+    # queue 50,000 / 10 asks 5000x; the load (1000 rps + 50,000 drained in 60 s) needs ceil(1833 / 280) = 7
+    d = run(o=obs(current=3, cpu=60, queue=50_000, rps=1000))
+    assert d.desired == 7 and "limited to 7" in d.reasons[2].message
+
+
+def test_a_latency_vote_without_measured_rate_is_limited_to_hpa_scale_up_rate() -> None:
+    o = obs(current=3, cpu=60, latency=5000, rps=1000)
+    o = dataclasses.replace(o, rps=np.empty(0))
+    assert run(o=o).desired == 7  # max(2 x 3, 3 + 4)
+
+
+def test_latency_votes_on_the_recent_value_not_the_minute_mean() -> None:
+    o = obs(current=4, cpu=60, latency=20)
+    lat = o.latency_p95_ms.copy()
+    lat[:30] = 2000.0  # a minute-old overload, resolved for 30 s: the 60 s mean is still 1010 ms
+    assert run(o=dataclasses.replace(o, latency_p95_ms=lat)).desired == 4
+
+
 def test_a_replica_is_started_for_traffic_when_none_runs() -> None:
-    p = ScalingPolicy(min_replicas=0)
+    p = policy(min_replicas=0)
     assert run(p, obs(current=0, cpu=None, latency=None, queue=None, rps=3)).desired == 1
 
 
@@ -213,7 +256,7 @@ def test_no_scale_down_while_panicking() -> None:
 
 
 def test_panic_ends_after_a_calm_stable_window() -> None:
-    p = ScalingPolicy(max_replicas=50, scale_down_stabilisation_s=0)
+    p = policy(max_replicas=50, scale_down_stabilisation_s=0)
     first = run(p, burst(4, 500))
     later = run(p, obs(current=20, cpu=5, latency=5, at=NOW + 61), state=first.new_state, now=NOW + 61)
     assert later.new_state.panic_triggered_at is None and later.desired < 20
@@ -228,7 +271,7 @@ def test_reactive_wins_when_it_needs_more_than_the_forecast() -> None:
 
 
 def test_predictive_scales_down_below_the_band_hold() -> None:
-    p = ScalingPolicy(max_replicas=50, scale_down_stabilisation_s=0)
+    p = policy(max_replicas=50, scale_down_stabilisation_s=0)
     d = run(p, obs(current=10, cpu=40), forecast(560))  # predictive 2, load needs ceil(10*40/70)=6
     assert d.desired == 6
 
@@ -237,12 +280,31 @@ def test_predictive_scales_down_below_the_band_hold() -> None:
 
 
 def test_scale_down_waits_for_the_highest_recommendation_of_the_window() -> None:
-    d1 = run(o=obs(current=9, cpu=10), f=forecast(2520))  # 9
-    d2 = run(o=obs(current=9, cpu=10, at=NOW + 100), f=forecast(280), state=d1.new_state, now=NOW + 100)
-    assert d2.desired == 9 and d2.source == "stabilised"
-    assert "held 9 for the 300 s scale-down window" in str(d2.reasons[-1])
-    d3 = run(o=obs(current=9, cpu=10, at=NOW + 301), f=forecast(280), state=d2.new_state, now=NOW + 301)
-    assert d3.desired == 2  # the load still needs ceil(9 * 10 / 70)
+    d1 = run(o=obs(current=9, cpu=95))  # reactive alone: ceil(9 * 95 / 70) = 13
+    d2 = run(o=obs(current=13, cpu=10, at=NOW + 100), state=d1.new_state, now=NOW + 100)
+    assert d2.desired == 13 and d2.source == "stabilised"
+    assert "held 13 for the 300 s scale-down window" in str(d2.reasons[-1])
+    d3 = run(o=obs(current=13, cpu=10, at=NOW + 301), state=d2.new_state, now=NOW + 301)
+    assert d3.desired == 2  # the load needs ceil(13 * 10 / 70)
+
+
+def test_with_a_usable_forecast_scale_down_waits_only_the_forecast_window() -> None:
+    d1 = run(o=obs(current=9, cpu=10), f=forecast(2520))  # predictive 9
+    d2 = run(o=obs(current=9, cpu=10, at=NOW + 30), f=forecast(280), state=d1.new_state, now=NOW + 30)
+    assert d2.desired == 9 and "held 9 for the 60 s scale-down window (forecast in use)" in str(
+        d2.reasons[-1]
+    )
+    d3 = run(o=obs(current=9, cpu=10, at=NOW + 61), f=forecast(280), state=d2.new_state, now=NOW + 61)
+    assert d3.desired == 2  # the band says 1, the load needs ceil(9 * 10 / 70) = 2
+
+
+def test_the_long_window_applies_again_when_the_forecast_becomes_unusable() -> None:
+    d1 = run(o=obs(current=9, cpu=10), f=forecast(2520))
+    d2 = run(o=obs(current=9, cpu=10, at=NOW + 61), f=forecast(280), state=d1.new_state, now=NOW + 61)
+    assert d2.desired == 2
+    # no forecast any more: the reactive path alone is held by the 300 s window, which still remembers 9
+    d4 = run(o=obs(current=9, cpu=10, at=NOW + 120), state=d2.new_state, now=NOW + 120)
+    assert d4.desired == 9 and d4.source == "stabilised"
 
 
 def test_scale_up_is_not_delayed_by_stabilisation() -> None:
@@ -252,40 +314,42 @@ def test_scale_up_is_not_delayed_by_stabilisation() -> None:
 
 
 def test_max_step_up_limits_one_decision() -> None:
-    d = run(ScalingPolicy(max_replicas=50, max_step_up=2), obs(current=3, cpu=10), forecast(2800))
+    d = run(policy(max_replicas=50, max_step_up=2), obs(current=3, cpu=10), forecast(2800))
     assert d.desired == 5 and d.source == "step-limit"
 
 
 def test_max_step_down_limits_one_decision() -> None:
-    p = ScalingPolicy(max_replicas=50, max_step_down=1, scale_down_stabilisation_s=0)
+    p = policy(max_replicas=50, max_step_down=1, scale_down_stabilisation_s=0)
     assert run(p, obs(current=8, cpu=10), forecast(280)).desired == 7
 
 
 def test_cost_budget_caps_the_count() -> None:
-    p = ScalingPolicy(max_replicas=50, price_per_replica_hour=0.5, budget_money_per_hour=3.0)
+    p = policy(max_replicas=50, price_per_replica_hour=0.5, budget_money_per_hour=3.0)
     d = run(p, obs(current=3, cpu=10), forecast(2800))
     assert d.desired == 6 and d.source == "budget"
 
 
 def test_replica_hour_budget_caps_the_count() -> None:
-    p = ScalingPolicy(max_replicas=50, budget_replica_hours_per_hour=4)
+    p = policy(max_replicas=50, budget_replica_hours_per_hour=4)
     assert run(p, obs(current=3, cpu=10), forecast(2800)).desired == 4
 
 
 def test_bounds_clamp_to_max_with_a_reason() -> None:
-    d = run(ScalingPolicy(max_replicas=12), obs(current=3, cpu=10), forecast(5000))
+    d = run(policy(max_replicas=12), obs(current=3, cpu=10), forecast(5000))
     assert d.desired == 12 and "clamped to max 12" in str(d.reasons[-1])
 
 
 def test_bounds_beat_a_budget_below_min() -> None:
-    p = ScalingPolicy(min_replicas=3, budget_replica_hours_per_hour=1)
+    p = policy(min_replicas=3, budget_replica_hours_per_hour=1)
     assert run(p, obs(current=3, cpu=10), forecast(2800)).desired == 3
 
 
 # --- overrides ---------------------------------------------------------------------------------------------
 
 
-def over(kind: OverrideKind, value: int | None = None, start: float = NOW - 10, end: float = NOW + 600):
+def over(
+    kind: OverrideKind, value: int | None = None, start: float = NOW - 10, end: float = NOW + 600
+) -> tuple[OverrideValue, ...]:
     return (OverrideValue(kind, start, end, value),)
 
 
@@ -295,7 +359,7 @@ def test_pin_sets_exactly_n() -> None:
 
 
 def test_floor_raises_to_at_least_n_and_beats_the_budget() -> None:
-    p = ScalingPolicy(max_replicas=50, budget_replica_hours_per_hour=2)
+    p = policy(max_replicas=50, budget_replica_hours_per_hour=2)
     d = run(p, obs(current=2, cpu=40, overrides=over(OverrideKind.FLOOR, 9)))
     assert d.desired == 9 and d.source == "floor"
 
@@ -310,7 +374,7 @@ def test_freeze_keeps_the_current_count() -> None:
 
 
 def test_pin_outside_the_bounds_is_clamped() -> None:
-    d = run(ScalingPolicy(max_replicas=10), obs(current=4, overrides=over(OverrideKind.PIN, 30)))
+    d = run(policy(max_replicas=10), obs(current=4, overrides=over(OverrideKind.PIN, 30)))
     assert d.desired == 10
 
 
@@ -333,7 +397,7 @@ def test_future_overrides_do_not_apply_yet() -> None:
 
 
 def test_steps_are_reported_in_the_documented_order() -> None:
-    p = ScalingPolicy(max_replicas=6, max_step_up=20, budget_replica_hours_per_hour=8)
+    p = policy(max_replicas=6, max_step_up=20, budget_replica_hours_per_hour=8)
     o = obs(current=2, cpu=10, overrides=(*over(OverrideKind.FLOOR, 7), *over(OverrideKind.DRY_RUN)))
     d = run(p, o, forecast(28000 / 10))  # predictive 10 -> budget 8 -> floor keeps 8 -> max 6 -> dry-run
     assert steps_of(d) == ["lead-time", "predictive", "reactive", "combine", "budget", "bounds", "dry-run"]
@@ -341,7 +405,7 @@ def test_steps_are_reported_in_the_documented_order() -> None:
 
 
 def test_stabilisation_comes_before_the_step_limit() -> None:
-    p = ScalingPolicy(max_replicas=50, max_step_down=2)
+    p = policy(max_replicas=50, max_step_down=2)
     d1 = run(p, obs(current=10, cpu=10), forecast(2800))
     d2 = run(p, obs(current=10, cpu=10), forecast(280), d1.new_state, NOW + 5)
     assert d2.desired == 10 and "step-limit" not in steps_of(d2)
@@ -354,5 +418,5 @@ def test_state_is_not_mutated() -> None:
 
 
 def test_a_budget_below_one_replica_does_not_scale_to_zero() -> None:
-    p = ScalingPolicy(min_replicas=0, price_per_replica_hour=2.0, budget_money_per_hour=1.0)
+    p = policy(min_replicas=0, price_per_replica_hour=2.0, budget_money_per_hour=1.0)
     assert run(p, obs(current=3, cpu=10), forecast(2800)).desired == 1

@@ -37,6 +37,7 @@ class PrewarmAutoscaler:
     _last_refit_t: int | None = None
     _last_select_t: int | None = None
     _model: object | None = None
+    _next_refit_in_s: float = 0.0  # the policy's refit cadence for the current history length
 
     @property
     def interval_s(self) -> int:
@@ -52,10 +53,10 @@ class PrewarmAutoscaler:
         block = view.arrivals[view.t - bins * step : view.t].reshape(bins, step)
         values = block.max(axis=1) if self.policy.forecast_statistic == "max" else block.mean(axis=1)
         history = History(view.now_ts - bins * step, float(step), values)
+        history_s = float(bins * step)
+        self._next_refit_in_s = self.policy.refit_interval_s(history_s)
         lead = view.cluster.startup_s + self.policy.lead_time_margin_s
-        horizon_steps = (
-            math.ceil((self.policy.forecast_refit_interval_s + lead + self.policy.horizon_s) / step) + 1
-        )
+        horizon_steps = math.ceil((self._next_refit_in_s + lead + self.policy.horizon_s) / step) + 1
         if self._model is None:
             self._model = (
                 AutoForecaster()
@@ -84,11 +85,12 @@ class PrewarmAutoscaler:
             lower=forecast.lower,
             model=forecast.model,
             history_peak_rps=float(np.nanmax(values)) if np.isfinite(values).any() else None,
+            history_s=history_s,
         )
 
     def desired(self, view: ClusterView) -> int:
         if self.use_forecast and (
-            self._last_refit_t is None or view.t - self._last_refit_t >= self.policy.forecast_refit_interval_s
+            self._last_refit_t is None or view.t - self._last_refit_t >= self._next_refit_in_s
         ):
             self._refit(view)
         window = max(1, round(self.policy.stable_window_s))
