@@ -16,7 +16,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     parser.add_argument(
-        "--state-dir", type=Path, default=Path("run"), help="where local replicas keep their state and logs"
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where local replicas publish their registry and logs (default: PREWARM_REPLICA_STATE_DIR)",
     )
     parser.add_argument(
         "--tick-s", type=float, default=1.0, help="how often the loop looks for due decisions"
@@ -32,9 +35,11 @@ def _controller(args: argparse.Namespace) -> int:
 
     from controller.serve import serve_controller
 
+    settings = get_settings()
+    state_dir = args.state_dir or Path(settings.replica_state_dir)
     return asyncio.run(
         serve_controller(
-            get_settings(), host=args.host, port=args.port, state_dir=args.state_dir, tick_s=args.tick_s,
+            settings, host=args.host, port=args.port, state_dir=state_dir, tick_s=args.tick_s,
             run_loop=not args.no_loop,
         )
     )  # fmt: skip

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         description="Directory where the local backend publishes <deployment>/replicas.json for the gateway.",
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
-    gateway_port: int = Field(default=8080, description="Port the gateway serves the V2 inference API on.")
+    gateway_port: int = Field(default=8000, description="Port the gateway serves the V2 inference API on.")
     gateway_proxy: str = Field(
         default="nginx",
         pattern="^(python|nginx)$",
