@@ -195,7 +195,9 @@ def set_policy(
 
 def current_policy_versions(session: Session) -> dict[int, int]:
     """The current policy version of every deployment, by deployment id."""
-    rows = session.execute(select(Policy.deployment_id, func.max(Policy.version)).group_by(Policy.deployment_id))
+    rows = session.execute(
+        select(Policy.deployment_id, func.max(Policy.version)).group_by(Policy.deployment_id)
+    )
     return {deployment_id: version for deployment_id, version in rows}
 
 

@@ -30,9 +30,7 @@ NEW = {"name": "digits", "model": "digits_mlp"}
 def test_named_and_bare_tokens_get_identities() -> None:
     credentials = parse_tokens("alice:t1, t2\n# comment\nbob:t3", Role.ADMIN)
     auth = TokenAuthenticator(credentials, protect_reads=False)
-    assert [auth.identify(f"Bearer {t}") for t in ("t1", "t2", "t3")] == [
-        c.principal for c in credentials
-    ]
+    assert [auth.identify(f"Bearer {t}") for t in ("t1", "t2", "t3")] == [c.principal for c in credentials]
     assert [c.principal.name for c in credentials] == ["alice", "admin-2", "bob"]
 
 
@@ -70,7 +68,9 @@ def test_admin_token_holder_becomes_the_author(client: TestClient) -> None:
     assert versions[0]["author"] == "alice"
 
 
-def test_without_any_admin_token_changes_are_refused_with_how_to_configure(make_client: ClientFactory) -> None:
+def test_without_any_admin_token_changes_are_refused_with_how_to_configure(
+    make_client: ClientFactory,
+) -> None:
     client = make_client(admin_tokens="", read_tokens="")
     response = client.post(f"{API}/deployments", json=NEW, headers=ADMIN)
     assert_problem(response, 401, "PREWARM_ADMIN_TOKENS")

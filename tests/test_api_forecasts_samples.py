@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -109,10 +108,6 @@ def test_refresh_of_unknown_deployment_is_a_404(client: TestClient) -> None:
     assert_problem(client.post(f"{API}/deployments/nope/forecasts:refresh", headers=ADMIN), 404)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs forecaster.job.ForecastJob.run_deployment(..., force=True); the API answers 503 until then",
-)
 def test_refresh_without_a_runtime_runs_the_forecaster_on_pushed_samples(client: TestClient) -> None:
     create_deployment(client, policy={"forecast_model": "ma", "forecast_history_s": 3 * 3600})
     now = time.time()

@@ -20,7 +20,9 @@ def test_get_returns_the_current_policy_with_an_etag(client: TestClient) -> None
 
 def test_put_replaces_the_policy_as_a_new_version_with_a_comment(client: TestClient) -> None:
     create_deployment(client)
-    response = client.put(f"{POLICY}?comment=peak+season", json={"max_replicas": 20, "tolerance": 0.2}, headers=ADMIN)
+    response = client.put(
+        f"{POLICY}?comment=peak+season", json={"max_replicas": 20, "tolerance": 0.2}, headers=ADMIN
+    )
     body = response.json()
     assert (body["version"], body["comment"], body["author"]) == (2, "peak season", "alice")
     assert body["policy"]["tolerance"] == 0.2 and body["policy"]["min_replicas"] == 1  # omitted: default
@@ -42,7 +44,9 @@ def test_patch_changes_only_the_given_fields(client: TestClient) -> None:
 
 def test_patch_that_breaks_a_cross_field_rule_is_a_422_naming_the_field(client: TestClient) -> None:
     create_deployment(client)
-    body = assert_problem(client.patch(POLICY, json={"cpu_scale_down_percent": 90}, headers=ADMIN), 422, "flap")
+    body = assert_problem(
+        client.patch(POLICY, json={"cpu_scale_down_percent": 90}, headers=ADMIN), 422, "flap"
+    )
     assert body["errors"][0]["loc"] == ["body", "cpu_scale_down_percent"]
 
 
@@ -55,7 +59,9 @@ def test_out_of_range_threshold_is_a_422_with_its_path(client: TestClient) -> No
 def test_non_positive_window_and_capacity_are_422(client: TestClient) -> None:
     create_deployment(client)
     body = assert_problem(
-        client.put(POLICY, json={"stable_window_s": 0, "replica_capacity_rps": -1}, headers=ADMIN), 422, "and 1 more"
+        client.put(POLICY, json={"stable_window_s": 0, "replica_capacity_rps": -1}, headers=ADMIN),
+        422,
+        "and 1 more",
     )
     assert sorted(e["pointer"] for e in body["errors"]) == ["/replica_capacity_rps", "/stable_window_s"]
 
@@ -63,7 +69,9 @@ def test_non_positive_window_and_capacity_are_422(client: TestClient) -> None:
 def test_nan_in_a_body_is_a_422_not_a_stored_value(client: TestClient) -> None:
     create_deployment(client)
     response = client.put(
-        POLICY, content=b'{"replica_capacity_rps": NaN}', headers={**ADMIN, "content-type": "application/json"}
+        POLICY,
+        content=b'{"replica_capacity_rps": NaN}',
+        headers={**ADMIN, "content-type": "application/json"},
     )
     assert_problem(response, 422, "NaN")
     assert client.get(POLICY).json()["version"] == 1
@@ -72,7 +80,9 @@ def test_nan_in_a_body_is_a_422_not_a_stored_value(client: TestClient) -> None:
 def test_huge_number_is_a_422(client: TestClient) -> None:
     create_deployment(client)
     response = client.put(
-        POLICY, content=b'{"replica_capacity_rps": 1e400}', headers={**ADMIN, "content-type": "application/json"}
+        POLICY,
+        content=b'{"replica_capacity_rps": 1e400}',
+        headers={**ADMIN, "content-type": "application/json"},
     )
     assert_problem(response, 422, "out of range")
 
@@ -99,7 +109,11 @@ def test_rollback_copies_an_old_version_as_the_newest(client: TestClient) -> Non
     create_deployment(client)
     client.patch(POLICY, json={"max_replicas": 9}, headers=ADMIN)
     body = client.post(f"{POLICY}:rollback", json={"version": 1}, headers=ADMIN).json()
-    assert (body["version"], body["policy"]["max_replicas"], body["comment"]) == (3, 6, "rollback to version 1")
+    assert (body["version"], body["policy"]["max_replicas"], body["comment"]) == (
+        3,
+        6,
+        "rollback to version 1",
+    )
     assert client.get(f"{API}/deployments/digits").json()["max_replicas"] == 6
 
 
@@ -132,4 +146,6 @@ def test_the_forecast_schedule_is_part_of_the_policy(client: TestClient) -> None
         POLICY, json={"forecast_refit_interval_s": 600, "forecast_history_s": 86400, "forecast_model": "profile"},
         headers=ADMIN,
     ).json()  # fmt: skip
-    assert body["policy"]["forecast_refit_interval_s"] == 600 and body["policy"]["forecast_model"] == "profile"
+    assert (
+        body["policy"]["forecast_refit_interval_s"] == 600 and body["policy"]["forecast_model"] == "profile"
+    )
