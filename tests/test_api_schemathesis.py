@@ -107,12 +107,12 @@ def test_no_server_error_and_answers_conform_to_the_openapi_document(
             **case.path_parameters,
             "name": KNOWN,
         }  # half the cases reach a real deployment
-    case.headers = {**(case.headers or {}), **ADMIN}
     case.call_and_validate(
+        headers=ADMIN,
         checks=[
             not_a_server_error,
             status_code_conformance,
             content_type_conformance,
             response_schema_conformance,
-        ]
+        ],
     )
