@@ -36,6 +36,7 @@ from inference.config import CONFIG_ENV, ReplicaConfig
 logger = logging.getLogger(__name__)
 
 LISTEN_FD_ENV = "_PREWARM_REPLICA_LISTEN_FD"
+IDLE_TIMEOUT_S = 60.0  # keep-alive connections (and stalled requests) silent this long are closed
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
@@ -84,6 +85,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.queue: deque[_Request] = deque()
         self.busy = False  # an ASGI request of this connection is running
+        self.last_active = time.monotonic()
         self._reset()
 
     def _reset(self) -> None:
@@ -104,7 +106,17 @@ class HttpProtocol(asyncio.Protocol):
         self.queue.clear()
         self.state.connections.discard(self)
 
+    def pause_writing(self) -> None:
+        """The client does not read its answers: stop reading its requests until it does."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -276,6 +288,12 @@ class HttpProtocol(asyncio.Protocol):
         )
         self._write(status, payload, request.keep_alive, content_type)
 
+    def close_if_idle_since(self, cutoff: float) -> None:
+        """Close a keep-alive connection (or a stalled partial request) with no bytes from the client since cutoff."""
+        if self.last_active < cutoff and not self.busy and not self.queue and self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
     def shutdown(self) -> None:
         """Draining: close now if idle, else after the request(s) in progress."""
         if not self.busy and not self.queue and self.transport is not None:
@@ -297,7 +315,17 @@ async def serve_app(app: ReplicaApp, sock: socket.socket) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     logger.info("worker %d serving on %s", os.getpid(), sock.getsockname())
+
+    async def close_idle() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            cutoff = time.monotonic() - IDLE_TIMEOUT_S
+            for connection in list(state.connections):
+                connection.close_if_idle_since(cutoff)
+
+    sweeper = loop.create_task(close_idle())
     await stop.wait()
+    sweeper.cancel()
     logger.info("worker %d draining %d connection(s)", os.getpid(), len(state.connections))
     server.close()
     state.draining = True
