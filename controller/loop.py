@@ -64,6 +64,7 @@ class DeploymentRuntime:
     last_recorded_at: float = 0.0
     last_decision: Decision | None = None
     last_recorded_desired: int | None = None
+    last_recorded_source: str | None = None
     current: int = 0
     ready: int = 0
     forecast_upper_rps: float | None = None
@@ -233,7 +234,11 @@ class ReconcileLoop:
         policy_version: int,
         now: float,
     ) -> None:
-        changed = decision.desired != current or decision.desired != runtime.last_recorded_desired
+        changed = (
+            decision.desired != current
+            or decision.desired != runtime.last_recorded_desired
+            or decision.source != runtime.last_recorded_source  # e.g. a pin ended: say so at once
+        )
         if not changed and now - runtime.last_recorded_at < self.record_unchanged_every_s:
             return
         try:
@@ -252,6 +257,7 @@ class ReconcileLoop:
                 session.commit()
             runtime.last_recorded_at = now
             runtime.last_recorded_desired = decision.desired
+            runtime.last_recorded_source = decision.source
         except SQLAlchemyError as error:
             self._database_down(error)
 

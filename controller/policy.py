@@ -156,6 +156,13 @@ class ScalingPolicy(BaseModel):
         description="What the forecaster predicts per bin: the mean rate, or the highest per-second rate of the bin "
         "(so that bursts inside a bin are planned for).",
     )
+    forecast_time_compression: float = Field(
+        default=1.0,
+        ge=1,
+        le=10_000,
+        description="1 for real traffic. A time-compressed replay (the demo plays a day in minutes) sets its "
+        "compression factor so the forecaster still sees days as days (forecaster/timescale.py).",
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:

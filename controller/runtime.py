@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from controller import repository
+from controller.api.forecast_refresh import ForecasterUnavailable
 from controller.loop import ReconcileLoop
 from forecaster.job import ForecastJob
 from prewarm.db.engine import session_factory
@@ -67,7 +68,7 @@ class ControllerRuntime:
         """Fit and store one deployment's forecast now, whatever its schedule; returns the run id."""
         job = self.forecast_job
         if job is None:
-            raise RuntimeError("this controller runs without a forecaster")
+            raise ForecasterUnavailable("this controller runs without a forecaster")
 
         def run() -> int | None:
             with session_factory(self.engine)() as session:

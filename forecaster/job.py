@@ -21,6 +21,7 @@ import numpy as np
 
 from forecaster.registry import forecast_with_fallback, make_model
 from forecaster.selection import Selection, select_model
+from forecaster.timescale import compress, stretch
 from forecaster.types import Forecast, History
 
 if TYPE_CHECKING:
@@ -38,8 +39,15 @@ class ForecastPlan:
     model: str  # a model name or "auto"
     step_s: float
     history_s: float
-    horizon_s: float  # lead time (replica startup + margin) + the policy's horizon
-    refit_interval_s: float
+    horizon_s: float  # what one decision needs: lead time (replica startup + margin) + the policy's horizon
+    span_s: (
+        float  # how far the stored forecast reaches: ``horizon_s`` for every decision until the next refit
+    )
+    refit_interval_s: (
+        float  # for a long history; a young one is refitted more often (policy.refit_interval_s)
+    )
+    statistic: str = "mean"  # per bin: the mean rate or the highest per-second rate
+    time_compression: float = 1.0  # > 1 for a time-compressed replay (forecaster.timescale)
 
 
 @dataclass
@@ -57,15 +65,19 @@ class SelectionCache:
 
 
 def plan_for(policy: Any, startup_s: float | None) -> ForecastPlan:
-    """The forecast a ``ScalingPolicy`` needs: it must cover the lead time plus the policy's horizon."""
+    """The forecast a ``ScalingPolicy`` needs: lead time plus the policy's horizon, for every decision until the
+    next refit (the forecast starts at the last complete bin, up to one step before now)."""
     startup = startup_s if startup_s is not None else policy.default_replica_startup_s
-    horizon = startup + policy.lead_time_margin_s + policy.horizon_s
+    horizon = max(startup + policy.lead_time_margin_s + policy.horizon_s, policy.forecast_step_s)
     return ForecastPlan(
         model=policy.forecast_model,
         step_s=policy.forecast_step_s,
         history_s=policy.forecast_history_s,
-        horizon_s=max(horizon, policy.forecast_step_s),
+        horizon_s=horizon,
+        span_s=horizon + policy.forecast_refit_interval_s + policy.forecast_step_s,
         refit_interval_s=policy.forecast_refit_interval_s,
+        statistic=policy.forecast_statistic,
+        time_compression=policy.forecast_time_compression,
     )
 
 
@@ -77,12 +89,21 @@ def make_forecast(
     selection_eval_s: float,
     quantiles: tuple[float, float],
 ) -> tuple[Forecast, Selection | None]:
-    """Pure: the forecast for ``plan`` from ``history`` (selecting a model first when 'auto' has none yet)."""
-    horizon_steps = max(1, math.ceil(plan.horizon_s / history.step_s - 1e-9))
+    """Pure: the forecast for ``plan`` from ``history`` (selecting a model first when 'auto' has none yet).
+
+    Selection scores the models on what a decision needs (``plan.horizon_s``); the forecast reaches ``span_s``.
+    """
+    model_history = stretch(history, plan.time_compression)
+    compression = plan.time_compression
+    span_steps = max(1, math.ceil(plan.span_s / history.step_s - 1e-9))
     if plan.model == "auto":
         if selection is None:
             selection = select_model(
-                history, plan.horizon_s, candidates, eval_s=selection_eval_s, quantiles=quantiles
+                model_history,
+                plan.horizon_s * compression,
+                candidates,
+                eval_s=selection_eval_s,
+                quantiles=quantiles,
             )
         model_name = selection.model_name
     else:
@@ -92,7 +113,8 @@ def make_forecast(
     except ValueError:
         log.warning("unknown model %r in policy; using the fallback chain", model_name)
         model = make_model("profile")
-    return forecast_with_fallback(model, history, horizon_steps, quantiles), selection
+    forecast = forecast_with_fallback(model, model_history, span_steps, quantiles)
+    return compress(forecast, compression), selection
 
 
 class ForecastJob:
@@ -146,16 +168,20 @@ class ForecastJob:
             latest = repository.latest_forecast(session, deployment_id)
             startup = repository.replica_startup_s(session, deployment_id)
         plan = plan_for(policy, startup)
-        if (
-            not force
-            and latest is not None
-            and (now - latest[0].created_at).total_seconds() < plan.refit_interval_s
-        ):
-            return None
+        if not force and latest is not None:
+            # A young history is refitted more often (a fraction of its length), a long one on the schedule.
+            history_s = float(latest[0].detail.get("history_points", 0)) * latest[0].step_s
+            if (now - latest[0].created_at).total_seconds() < policy.refit_interval_s(history_s):
+                return None
         end_epoch = math.floor(now.timestamp() / plan.step_s) * plan.step_s  # complete bins only
         end = datetime.fromtimestamp(end_epoch, UTC)
         series = self.store.resample(
-            name, metric_names.REQUESTS_RPS, end - timedelta(seconds=plan.history_s), end, plan.step_s, "mean"
+            name,
+            metric_names.REQUESTS_RPS,
+            end - timedelta(seconds=plan.history_s),
+            end,
+            plan.step_s,
+            "max" if plan.statistic == "max" else "mean",
         )
         values = series.to_numpy(dtype=np.float64)
         if not np.isfinite(values).any():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from controller.policy import ScalingPolicy
 from forecaster.job import ForecastJob, ForecastWorker
 from prewarm import metric_names
 from prewarm.db.models import Deployment, ForecastPoint, ForecastRun, Policy
@@ -61,12 +63,19 @@ def test_job_writes_a_forecast_with_band_model_and_recent_error(engine: Engine) 
     assert run.detail["history_peak_rps"] > 20
     with Session(engine) as session:
         points = list(session.scalars(select(ForecastPoint).where(ForecastPoint.run_id == run.id)))
-    # default policy: 30 s startup + 10 s margin + 60 s horizon at 60 s steps -> 2 points
-    assert len(points) == 2 and run.horizon_s == 120.0
+    # every decision until the next refit needs startup + margin + horizon covered, from the last complete bin
+    policy = ScalingPolicy()
+    needed_s = (
+        policy.default_replica_startup_s + policy.lead_time_margin_s + policy.horizon_s
+        + policy.forecast_refit_interval_s + policy.forecast_step_s
+    )  # fmt: skip
+    assert run.horizon_s >= needed_s
+    assert len(points) == math.ceil(needed_s / policy.forecast_step_s - 1e-9)
     assert points[0].target_ts == datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # from the last complete bin
     for point in points:
         assert 0 <= point.lower <= point.point <= point.upper
-        assert 14 < point.point < 26  # the rate is 20 rps
+        # the policy forecasts each minute's highest per-second rate: Poisson(20) peaks near 30 in a minute
+        assert 25 < point.point < 36
 
 
 def test_job_waits_for_the_refit_interval(engine: Engine) -> None:
@@ -121,3 +130,34 @@ def test_worker_runs_in_the_background_without_blocking_the_caller(engine: Engin
     assert returned_after_s < 1.0
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(ForecastRun)) == 1
+
+
+def test_a_time_compressed_replay_is_forecast_with_its_compressed_daily_pattern(engine: Engine) -> None:
+    compression = 360.0
+    day_s = 86_400 / compression  # a day replayed in 240 s
+    policy = {
+        "forecast_time_compression": compression, "forecast_step_s": 1.0, "forecast_model": "profile",
+        "forecast_statistic": "mean", "default_replica_startup_s": 5.0, "lead_time_margin_s": 1.0,
+        "horizon_s": 10.0, "forecast_refit_interval_s": 30.0,
+    }  # fmt: skip
+    add_deployment(engine, "replay", policy)
+    seconds = int(7 * day_s)
+    start = NOW.timestamp() - seconds
+    t = start + np.arange(seconds)
+    shape = 100 + 80 * np.sin(2 * np.pi * t / day_s)
+    MetricsStore(engine).insert_samples(
+        [
+            Sample("replay", metric_names.REQUESTS_RPS, float(ts), float(v))
+            for ts, v in zip(t, shape, strict=True)
+        ],
+        now=NOW.timestamp(),
+    )
+    ForecastJob(engine, settings()).run_once(now=NOW)
+    (run,) = runs(engine)
+    with Session(engine) as session:
+        points = list(session.scalars(select(ForecastPoint).where(ForecastPoint.run_id == run.id)))
+    assert run.step_s == pytest.approx(1.0)
+    stamps = np.array([p.target_ts.timestamp() for p in points])
+    assert np.allclose(np.diff(stamps), 1.0)  # replay seconds, not stretched ones
+    expected = 100 + 80 * np.sin(2 * np.pi * stamps / day_s)
+    assert np.mean(np.abs(np.array([p.point for p in points]) - expected)) < 10.0
