@@ -49,18 +49,19 @@ class ScalingPolicy(BaseModel):
     forecast_max_age_s: float = Field(
         default=7200.0,
         gt=0,
-        description="A forecast older than this is stale and ignored (two refit intervals).",
+        description="A forecast older than this is stale and ignored (several refit intervals: a failing "
+        "forecast job leaves the reactive path in charge after it).",
     )
     forecast_utilisation: float = Field(
-        default=1.0,
+        default=0.8,
         gt=0,
         le=1,
         description="Fraction of a replica's capacity the upper forecast band is planned at. The band already is "
-        "the headroom for what the forecast cannot know, so 1.0 plans it at full capacity; the reactive thresholds "
-        "(CPU, latency, queue) keep their own headroom.",
+        "headroom for what the forecast cannot know, so this is higher than target_utilisation; the rest covers "
+        "the draining of a queue after the band was exceeded. The reactive thresholds keep their own headroom.",
     )
     forecast_min_history_s: float = Field(
-        default=1800.0,
+        default=600.0,
         ge=0,
         description="A forecast fitted on less history than this is ignored (its band is not calibrated yet).",
     )
@@ -135,7 +136,7 @@ class ScalingPolicy(BaseModel):
     # Forecast schedule (used by the forecast job and the simulator, not by decide())
     decision_interval_s: float = Field(default=5.0, gt=0, description="Seconds between two decisions.")
     forecast_refit_interval_s: float = Field(
-        default=3600.0, gt=0, description="Refit the forecaster this often."
+        default=900.0, gt=0, description="Refit the forecaster this often (once the history is long)."
     )
     forecast_refit_history_fraction: float = Field(
         default=0.1,

@@ -33,6 +33,9 @@ def policies(draw: st.DrawFn) -> ScalingPolicy:
         max_step_down=draw(st.none() | st.integers(1, 10)),
         scale_down_stabilisation_s=draw(st.sampled_from([0.0, 60.0, 300.0])),
         budget_replica_hours_per_hour=draw(st.none() | st.floats(0.5, 50)),
+        forecast_utilisation=draw(st.floats(0.1, 1.0)),
+        forecast_scale_down_stabilisation_s=draw(st.sampled_from([0.0, 30.0, 60.0, 300.0])),
+        forecast_min_history_s=draw(st.sampled_from([0.0, 1800.0])),
     )
 
 
@@ -75,12 +78,13 @@ def forecasts(draw: st.DrawFn) -> ForecastInput | None:
         return None
     n = draw(st.integers(0, 100))
     created = NOW - draw(st.floats(-100, 5000))
-    ts = created + 60.0 * np.arange(n)
+    ts = np.asarray(created + 60.0 * np.arange(n), dtype=np.float64)
     return ForecastInput(
         created_at=created,
         target_ts=ts,
         upper=np.array(draw(st.lists(weird, min_size=n, max_size=n))),
         step_s=60.0,
+        history_s=draw(st.none() | st.floats(0, 86400)),
     )
 
 
@@ -116,7 +120,7 @@ def test_an_absurd_forecast_changes_nothing(policy: ScalingPolicy, obs: Observat
     finite = obs.rps[np.isfinite(obs.rps)]
     if finite.size:
         reference = max(reference, float(finite.max()))
-    ts = NOW + 60.0 * np.arange(-1, 200)
+    ts = np.asarray(NOW + 60.0 * np.arange(-1, 200), dtype=np.float64)
     absurd = ForecastInput(NOW, ts, np.full(ts.size, 1000 * reference + 1), 60.0, history_peak_rps=peak)
     with_absurd = decide(policy, obs, absurd, DecisionState(), NOW)
     without = decide(policy, obs, None, DecisionState(), NOW)
@@ -172,6 +176,25 @@ def test_scale_down_never_beats_a_recent_higher_recommendation(
     held = min(obs.current_replicas, policy.max_replicas)
     state = DecisionState(recommendations=((NOW - 1, held),))
     d = decide(policy, obs, forecast, state, NOW)
+    if d.predictive is not None and policy.forecast_scale_down_stabilisation_s < 1:
+        return  # a usable forecast with a window shorter than the recommendation's age may scale down
     assert d.desired >= min(max(held, policy.min_replicas), policy.max_replicas) or (
         policy.budget_replica_hours_per_hour is not None
     )
+
+
+@given(policies(), observations(with_overrides=False), forecasts(), st.floats(1, 3000))
+@settings(max_examples=200, deadline=None)
+def test_with_a_forecast_scale_down_never_beats_a_recommendation_inside_its_window(
+    policy: ScalingPolicy, obs: Observations, forecast: ForecastInput | None, age_s: float
+) -> None:
+    if policy.max_step_down is not None:
+        return
+    held = min(obs.current_replicas, policy.max_replicas)
+    state = DecisionState(recommendations=((NOW - age_s, held),))
+    d = decide(policy, obs, forecast, state, NOW)
+    window = policy.scale_down_stabilisation_s
+    if d.predictive is not None:
+        window = min(window, policy.forecast_scale_down_stabilisation_s)
+    if age_s < window and policy.budget_replica_hours_per_hour is None:
+        assert d.desired >= min(max(held, policy.min_replicas), policy.max_replicas)

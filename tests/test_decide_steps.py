@@ -128,10 +128,14 @@ def test_bad_forecasts_are_ignored_with_a_reason_and_reactive_decides(
     assert d.desired == 7 and d.source == "reactive"
 
 
-def test_predictive_plans_the_upper_band_at_full_capacity_by_default() -> None:
-    d = run(ScalingPolicy(max_replicas=50), obs(cpu=10), forecast(1840))  # 1840 / 400 = 4.6
-    assert d.predictive == 5 and d.desired == 5
-    assert "(400 rps x 1) -> 5" in d.reasons[1].message
+def test_predictive_plans_the_upper_band_at_the_forecast_utilisation() -> None:
+    d = run(ScalingPolicy(max_replicas=50), obs(cpu=10), forecast(1840))  # 1840 / (400 * 0.8) = 5.75
+    assert d.predictive == 6 and d.desired == 6
+    assert "(400 rps x 0.8) -> 6" in d.reasons[1].message
+
+
+def test_forecast_utilisation_one_plans_the_band_at_full_capacity() -> None:
+    assert run(policy(max_replicas=50, forecast_utilisation=1.0), obs(cpu=10), forecast(1840)).predictive == 5
 
 
 def test_a_forecast_fitted_on_too_little_history_is_ignored() -> None:

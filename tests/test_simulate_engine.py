@@ -98,7 +98,7 @@ def test_prewarm_decisions_do_not_depend_on_the_future() -> None:
     rng = np.random.default_rng(0)
     n = 4 * 3600
     base = 200 + 150 * np.sin(np.arange(n) / 1800.0) + rng.poisson(20, n)
-    changed = base.copy()
+    changed = base.astype(np.float64)
     cut = 2 * 3600
     changed[cut:] *= 3.0
     policy = ScalingPolicy(
@@ -110,6 +110,28 @@ def test_prewarm_decisions_do_not_depend_on_the_future() -> None:
     ]
     assert np.array_equal(runs[0].billed[:cut], runs[1].billed[:cut])
     assert not np.array_equal(runs[0].billed, runs[1].billed)
+
+
+def test_prewarm_refits_often_on_a_young_history_and_says_how_long_it_was() -> None:
+    policy = ScalingPolicy(
+        forecast_model="ma", forecast_refit_interval_s=900, replica_capacity_rps=100.0, max_replicas=50
+    )
+    autoscaler = PrewarmAutoscaler(policy)
+    simulate_closed_loop(autoscaler, workload(np.full(3600, 150.0)), CLUSTER, 2, 1, 50)
+    # 60 s steps while under 600 s of history, then 10 % of it: far more than the one refit of the hourly cadence
+    assert autoscaler.refits >= 20
+    assert autoscaler.forecast is not None and autoscaler.forecast.history_s is not None
+    assert 3000 <= autoscaler.forecast.history_s <= 3600
+
+
+def test_prewarm_ignores_forecasts_until_the_minimum_history() -> None:
+    policy = ScalingPolicy(
+        forecast_model="ma", forecast_min_history_s=1200, replica_capacity_rps=100.0, max_replicas=50
+    )
+    autoscaler = PrewarmAutoscaler(policy)
+    run = simulate_closed_loop(autoscaler, workload(np.full(1800, 150.0)), CLUSTER, 2, 1, 50)
+    used_at = [t for t, _ in autoscaler.forecast_log]
+    assert used_at and min(used_at) >= 1200 and run.ready[-1] >= 2
 
 
 def test_cli_prints_json_for_every_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
