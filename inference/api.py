@@ -190,6 +190,9 @@ def build_api(replica: ReplicaApp) -> FastAPI:
 
     @api.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
     async def metrics() -> Response:
-        return Response(replica.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            replica.metrics.exposition(replica.replica_ready()),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
     return api

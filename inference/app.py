@@ -22,7 +22,7 @@ from typing import Any
 
 from inference.batching import Batcher
 from inference.config import ReplicaConfig
-from inference.metrics import ReplicaMetrics, mark_worker_dead
+from inference.metrics import PUBLISH_INTERVAL_S, ReplicaMetrics
 from inference.model import LoadedModel, ModelNotFoundError, load_model, warm_up
 from inference.protocol import (
     InvalidRequestError,
@@ -63,15 +63,14 @@ class ReplicaApp:
         self.failed: str | None = None
         self.started_ts = config.process_start_ts or process_start_ts()
         self.infer_path = f"/v2/models/{config.model}/infer"
-        self.metrics = ReplicaMetrics(
-            config.model, root_pid=int(os.environ.get("_PREWARM_REPLICA_ROOT_PID", os.getpid()))
-        )
+        self.metrics = ReplicaMetrics(config.model)
         self.batcher: Batcher | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._warmup_gate = warmup_gate  # tests hold warm-up back with this
         self._warmup_task: asyncio.Task[None] | None = None
         self._replica_ready_cached = False
-        self.rows_observe = self.metrics.batch_size.observe
+        self.rows_observe = self.metrics.observe_rows
+        self._publisher: asyncio.Task[None] | None = None
         from inference.api import build_api
 
         self.api = build_api(self)
@@ -81,6 +80,19 @@ class ReplicaApp:
         """Start warming in the background; the server accepts connections meanwhile (and answers 503)."""
         if self.model is None and self._warmup_task is None:
             self._warmup_task = asyncio.get_running_loop().create_task(self._warm(), name="warm-up")
+        if self.metrics.metrics_dir and self._publisher is None:
+            self._publisher = asyncio.get_running_loop().create_task(
+                self._publish(), name="metrics-publisher"
+            )
+
+    async def _publish(self) -> None:
+        """With several workers: share this worker's numbers with the one answering the next scrape."""
+        while True:
+            await asyncio.sleep(PUBLISH_INTERVAL_S)
+            try:
+                self.metrics.publish()
+            except OSError:
+                logger.warning("could not publish metrics to %s", self.metrics.metrics_dir, exc_info=True)
 
     def load_and_warm(self) -> LoadedModel:
         """Blocking: create the session and run the warm-up inferences (in a worker thread at startup)."""
@@ -89,8 +101,8 @@ class ReplicaApp:
             self._warmup_gate.wait()
         model = load_model(Path(config.model_repo), config.model, config.intra_op_threads)
         warmup_s = warm_up(model, config.warmup_batch_sizes(), config.warmup_rounds)
-        self.metrics.model_load_s.labels(config.model).set(model.load_s)
-        self.metrics.warmup_s.labels(config.model).set(warmup_s)
+        self.metrics.model_load_s = model.load_s
+        self.metrics.warmup_s = warmup_s
         return model
 
     async def _warm(self) -> None:
@@ -113,14 +125,15 @@ class ReplicaApp:
                 config.batch_max_size,
                 config.batch_max_wait_ms / 1000.0,
                 executor=self._executor,
-                on_batch=self.metrics.batch_size.observe,
-                on_depth_change=self.metrics.queue_depth.inc,
+                on_batch=self.metrics.observe_rows,
+                on_depth_change=self.metrics.add_queue_depth,
             )
             self.batcher.start()
         self.ready = True
         startup_s = time.time() - self.started_ts
-        self.metrics.startup_s.labels(config.model).set(startup_s)
-        self.metrics.ready.labels(config.model).set(1)
+        self.metrics.startup_s = startup_s
+        self.metrics.ready = 1
+        self.metrics.publish()
         if config.ready_dir:
             Path(config.ready_dir, str(os.getpid())).touch()
         logger.info(
@@ -143,7 +156,10 @@ class ReplicaApp:
             self._executor.shutdown(wait=True)
         if self.config.ready_dir:
             Path(self.config.ready_dir, str(os.getpid())).unlink(missing_ok=True)
-        mark_worker_dead(os.getpid())
+        if self._publisher is not None:
+            self._publisher.cancel()
+        self.metrics.ready = 0
+        self.metrics.publish(final=True)
         logger.info("replica worker %d stopped", os.getpid())
 
     def replica_ready(self) -> bool:
@@ -199,12 +215,7 @@ class ReplicaApp:
 
     def record(self, status: int, started: float) -> None:
         """Count one infer request and its latency (``started`` from ``time.perf_counter``)."""
-        metrics = self.metrics
-        if status == 200:
-            metrics.infer_ok.inc()
-        else:
-            metrics.count("infer", status)
-        metrics.latency.observe(time.perf_counter() - started)
+        self.metrics.record(status, time.perf_counter() - started)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
         """The body (413 past the limit) and the binary extension's JSON header length, if any."""
@@ -242,7 +253,7 @@ class ReplicaApp:
     async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.metrics
         started = time.perf_counter()
-        metrics.in_flight.inc()
+        metrics.in_flight += 1
         try:
             try:
                 body, header_length = await self._read_body(scope, receive)
@@ -261,7 +272,7 @@ class ReplicaApp:
             )
             await send({"type": "http.response.body", "body": payload})
         finally:
-            metrics.in_flight.dec()
+            metrics.in_flight -= 1
         self.record(status, started)
 
     # --- ASGI ----------------------------------------------------------------------------------------------

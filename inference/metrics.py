@@ -1,26 +1,189 @@
-"""Prometheus metrics of one replica; multiprocess-safe when several workers share the port.
+"""Prometheus metrics of one replica, cheap on the hot path and summed over worker processes.
 
-With several workers the CLI sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker imports prometheus_client, and
-``/metrics`` aggregates every worker's values (gauges by the mode noted on each). CPU and memory are those of the
-whole replica process tree (supervisor and workers), read with psutil at scrape time.
+The hot path only bumps plain Python numbers (no locks, no mmap: prometheus-client's multiprocess values cost
+several µs per update, as much as the rest of a request). ``/metrics`` renders them with prometheus-client's
+metric families. With several workers each one writes a snapshot of its numbers to
+``$_PREWARM_REPLICA_METRICS_DIR/<pid>.json`` twice a second, and the worker that answers a scrape sums the other
+workers' latest snapshots with its own live numbers (so other workers' figures are at most 0.5 s old). Counters of
+a stopped worker keep counting in the sum (its last snapshot stays); its gauges are dropped.
+CPU and memory are those of the whole replica process tree (supervisor and workers), read with psutil at scrape.
 """
 
 from __future__ import annotations
 
+import bisect
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import psutil
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+METRICS_DIR_ENV = "_PREWARM_REPLICA_METRICS_DIR"
+ROOT_PID_ENV = "_PREWARM_REPLICA_ROOT_PID"
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+PUBLISH_INTERVAL_S = 0.5
 
 
-def multiprocess_mode() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+class ReplicaMetrics:
+    """One worker's numbers; ``exposition`` renders the replica's (all workers') text format."""
+
+    def __init__(self, model: str, root_pid: int | None = None, metrics_dir: str | None = None) -> None:
+        self.model = model
+        self.root_pid = root_pid or int(os.environ.get(ROOT_PID_ENV, os.getpid()))
+        self.metrics_dir = metrics_dir if metrics_dir is not None else os.environ.get(METRICS_DIR_ENV)
+        self.requests: dict[int, int] = {}  # infer requests by HTTP status
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)  # last: +Inf
+        self.latency_sum_s = 0.0
+        self.batch_counts = [0] * (len(BATCH_BUCKETS) + 1)
+        self.batch_rows = 0
+        self.in_flight = 0
+        self.queue_depth = 0
+        self.model_load_s = 0.0
+        self.warmup_s = 0.0
+        self.startup_s = 0.0
+        self.ready = 0
+
+    # --- hot path ------------------------------------------------------------------------------------------
+    def record(self, status: int, seconds: float) -> None:
+        """One infer request answered with ``status`` after ``seconds``."""
+        requests = self.requests
+        requests[status] = requests.get(status, 0) + 1
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_sum_s += seconds
+
+    def observe_rows(self, rows: int) -> None:
+        """One onnxruntime run over ``rows`` rows."""
+        self.batch_counts[bisect.bisect_left(BATCH_BUCKETS, rows)] += 1
+        self.batch_rows += rows
+
+    def add_queue_depth(self, delta: int) -> None:
+        self.queue_depth += delta
+
+    # --- across workers ------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": {str(status): count for status, count in self.requests.items()},
+            "latency_counts": self.latency_counts,
+            "latency_sum_s": self.latency_sum_s,
+            "batch_counts": self.batch_counts,
+            "batch_rows": self.batch_rows,
+            "in_flight": self.in_flight,
+            "queue_depth": self.queue_depth,
+            "model_load_s": self.model_load_s,
+            "warmup_s": self.warmup_s,
+            "startup_s": self.startup_s,
+            "alive": True,
+        }
+
+    def publish(self, final: bool = False) -> None:
+        """Write this worker's snapshot for the others (atomically); ``final`` marks the worker stopped."""
+        if not self.metrics_dir:
+            return
+        snapshot = self.snapshot()
+        if final:
+            snapshot.update(in_flight=0, queue_depth=0, alive=False)
+        path = Path(self.metrics_dir, f"{os.getpid()}.json")
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(snapshot))
+        temporary.replace(path)
+
+    def _all_snapshots(self) -> list[dict[str, Any]]:
+        snapshots = [self.snapshot()]
+        if self.metrics_dir:
+            own = f"{os.getpid()}.json"
+            for path in Path(self.metrics_dir).glob("*.json"):
+                if path.name == own:
+                    continue
+                try:
+                    snapshots.append(json.loads(path.read_text()))
+                except (OSError, ValueError):
+                    continue
+        return snapshots
+
+    def exposition(self, replica_ready: bool) -> bytes:
+        """The text format for ``/metrics``."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(self, self._all_snapshots(), replica_ready))
+        registry.register(ProcessTreeCollector(self.root_pid))
+        return generate_latest(registry)
+
+
+def _sum_lists(lists: list[list[int]]) -> list[int]:
+    return [sum(values) for values in zip(*lists, strict=True)]
+
+
+def _histogram(
+    name: str, documentation: str, bounds: tuple[float, ...], counts: list[int], total: float
+) -> HistogramMetricFamily:
+    cumulative, buckets = 0, []
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+    family = HistogramMetricFamily(name, documentation)
+    family.add_metric([], buckets, total)
+    return family
+
+
+class _Families(Collector):
+    """The replica's metric families from the workers' snapshots."""
+
+    def __init__(self, metrics: ReplicaMetrics, snapshots: list[dict[str, Any]], ready: bool) -> None:
+        self.metrics, self.snapshots, self.ready = metrics, snapshots, ready
+
+    def collect(self) -> Iterator[Metric]:
+        snapshots, model = self.snapshots, self.metrics.model
+        live = [snapshot for snapshot in snapshots if snapshot.get("alive", True)]
+        requests = CounterMetricFamily(
+            "prewarm_replica_requests",
+            "Requests served, by endpoint and HTTP status",
+            labels=["endpoint", "status"],
+        )
+        by_status: dict[str, int] = {}
+        for snapshot in snapshots:
+            for status, count in snapshot["requests"].items():
+                by_status[status] = by_status.get(status, 0) + count
+        for status, count in sorted(by_status.items()):
+            requests.add_metric(["infer", status], count)
+        yield requests
+        yield _histogram(
+            "prewarm_replica_request_duration_seconds",
+            "Infer request latency inside the server",
+            LATENCY_BUCKETS_S,
+            _sum_lists([s["latency_counts"] for s in snapshots]),
+            sum(float(s["latency_sum_s"]) for s in snapshots),
+        )
+        yield _histogram(
+            "prewarm_replica_batch_size",
+            "Rows per onnxruntime run",
+            tuple(float(b) for b in BATCH_BUCKETS),
+            _sum_lists([s["batch_counts"] for s in snapshots]),
+            float(sum(int(s["batch_rows"]) for s in snapshots)),
+        )
+        gauges: tuple[tuple[str, str, str, Any, list[dict[str, Any]], list[str]], ...] = (
+            ("prewarm_replica_in_flight_requests", "Infer requests being served", "in_flight", sum, live, []),
+            ("prewarm_replica_queue_depth", "Infer requests waiting for a batch", "queue_depth", sum, live, []),
+            ("prewarm_replica_model_load_seconds", "Seconds to create the onnxruntime session", "model_load_s", max,
+             snapshots, [model]),
+            ("prewarm_replica_warmup_seconds", "Seconds of warm-up inferences before ready", "warmup_s", max,
+             snapshots, [model]),
+            ("prewarm_replica_startup_seconds", "Seconds from replica process start to ready (slowest worker)",
+             "startup_s", max, snapshots, [model]),
+        )  # fmt: skip
+        for name, documentation, key, combine, among, label_values in gauges:
+            family = GaugeMetricFamily(name, documentation, labels=["model"] if label_values else None)
+            family.add_metric(label_values, combine([float(s[key]) for s in among] or [0.0]))
+            yield family
+        ready = GaugeMetricFamily(
+            "prewarm_replica_ready", "1 when every worker is warmed and serving", labels=["model"]
+        )
+        ready.add_metric([model], 1.0 if self.ready else 0.0)
+        yield ready
 
 
 class ProcessTreeCollector(Collector):
@@ -51,105 +214,6 @@ class ProcessTreeCollector(Collector):
             "prewarm_replica_memory_bytes", "Resident memory of the replica's processes"
         )
         memory.add_metric([], rss)
-        processes_gauge = GaugeMetricFamily("prewarm_replica_processes", "Processes of the replica")
-        processes_gauge.add_metric([], len(processes))
-        yield from (cpu, memory, processes_gauge)
-
-
-class ReplicaMetrics:
-    """The replica's collectors, in their own registry so several apps can live in one test process."""
-
-    def __init__(self, model: str, root_pid: int) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
-        self.requests = Counter(
-            "prewarm_replica_requests",
-            "Requests served, by endpoint and HTTP status",
-            ["endpoint", "status"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "prewarm_replica_request_duration_seconds",
-            "Infer request latency inside the server",
-            buckets=LATENCY_BUCKETS_S,
-            registry=registry,
-        )
-        self.in_flight = Gauge(
-            "prewarm_replica_in_flight_requests",
-            "Infer requests being served",
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.queue_depth = Gauge(
-            "prewarm_replica_queue_depth",
-            "Infer requests waiting for a batch",
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.batch_size = Histogram(
-            "prewarm_replica_batch_size", "Rows per onnxruntime run", buckets=BATCH_BUCKETS, registry=registry
-        )
-        self.model_load_s = Gauge(
-            "prewarm_replica_model_load_seconds",
-            "Seconds to create the onnxruntime session",
-            ["model"],
-            registry=registry,
-            multiprocess_mode="max",
-        )
-        self.warmup_s = Gauge(
-            "prewarm_replica_warmup_seconds",
-            "Seconds of warm-up inferences before ready",
-            ["model"],
-            registry=registry,
-            multiprocess_mode="max",
-        )
-        self.startup_s = Gauge(
-            "prewarm_replica_startup_seconds",
-            "Seconds from replica process start to ready (slowest worker)",
-            ["model"],
-            registry=registry,
-            multiprocess_mode="max",
-        )
-        self.ready = Gauge(
-            "prewarm_replica_ready",
-            "1 when this worker is warmed and serving",
-            ["model"],
-            registry=registry,
-            multiprocess_mode="livemin",
-        )
-        self.ready.labels(model).set(0)
-        # cached children: label lookups cost more than the increments themselves
-        self.infer_ok = self.requests.labels("infer", "200")
-        self._root_pid = root_pid
-        self._status_children: dict[tuple[str, int], Counter] = {}
-
-    def count(self, endpoint: str, status: int) -> None:
-        key = (endpoint, status)
-        child = self._status_children.get(key)
-        if child is None:
-            child = self._status_children[key] = self.requests.labels(endpoint, str(status))
-        child.inc()
-
-    def exposition(self) -> bytes:
-        """The text format for ``/metrics``."""
-        if multiprocess_mode():
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-        else:
-            registry = self.registry
-        tree = ProcessTreeCollector(self._root_pid)
-        return generate_latest(registry) + generate_latest(_Single(tree))
-
-
-class _Single(CollectorRegistry):
-    """A throwaway registry around one collector (so the tree collector is never registered twice)."""
-
-    def __init__(self, collector: Collector) -> None:
-        super().__init__(auto_describe=False)
-        self.register(collector)
-
-
-def mark_worker_dead(pid: int) -> None:
-    """Drop a stopped worker's live gauges from the multiprocess aggregation."""
-    if multiprocess_mode():
-        multiprocess.mark_process_dead(pid)
+        count = GaugeMetricFamily("prewarm_replica_processes", "Processes of the replica")
+        count.add_metric([], len(processes))
+        yield from (cpu, memory, count)

@@ -9,6 +9,7 @@ import signal
 import tempfile
 
 from inference.config import CONFIG_ENV, ReplicaConfig
+from inference.metrics import METRICS_DIR_ENV, ROOT_PID_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -19,14 +20,14 @@ def _after_drain(signum: int, frame: object) -> None:
 
 def serve(config: ReplicaConfig) -> int:
     """Serve until SIGTERM/SIGINT, then stop accepting, finish in-flight requests and return 0."""
-    os.environ["_PREWARM_REPLICA_ROOT_PID"] = str(os.getpid())
+    os.environ[ROOT_PID_ENV] = str(os.getpid())
     scratch: str | None = None
     if config.workers > 1:
-        # shared state of the workers: prometheus multiprocess files and one readiness file per warmed worker
+        # shared state of the workers: metric snapshots and one readiness file per warmed worker
         scratch = tempfile.mkdtemp(prefix="prewarm-replica-")
         os.makedirs(os.path.join(scratch, "metrics"))
         os.makedirs(os.path.join(scratch, "ready"))
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(scratch, "metrics")
+        os.environ[METRICS_DIR_ENV] = os.path.join(scratch, "metrics")
         config = ReplicaConfig(**{**config.__dict__, "ready_dir": os.path.join(scratch, "ready")})
     os.environ[CONFIG_ENV] = config.to_env()
     try:
