@@ -9,7 +9,8 @@ No I/O, no clock, no database: everything comes in as arguments, the memory betw
    negative or absurd forecast, or a reactive-only override, leaves it out with a reason;
 4. reactive: HPA ratio form on CPU / memory / p95 latency / queue, with Knative's panic mode;
 5. combine: the larger of predictive and reactive (reactive alone, with its hold band, without a forecast);
-   no fresh metrics and no forecast keeps the current count;
+   no fresh metrics and no forecast keeps the current count; while the metrics cover less than half the stable
+   window (warm-up), no scale-down;
 6. scale-down stabilisation: the highest recommendation of the window wins (and no scale-down in panic);
 7. max step up / down per decision;
 8. cost budget cap;
@@ -84,6 +85,15 @@ def decide(
             reasons.append(Reason(step, message, count, new))
             count, source = new, step
 
+    warm_up = count < current and fresh and steps.warming_up(policy, observations)
+    if warm_up:
+        record(
+            "warm-up",
+            current,
+            f"metrics cover only {steps.metrics_span_s(observations)} s of the "
+            f"{policy.stable_window_s:.0f} s window: no scale-down yet, keep {current}",
+        )
+
     forecast_used = pred.replicas is not None
     stabilised, history = steps.stabilise(policy, state, now, current, recommendation, forecast_used)
     window_s = (
@@ -91,12 +101,13 @@ def decide(
         if forecast_used
         else policy.scale_down_stabilisation_s
     )
-    record(
-        "stabilised",
-        stabilised,
-        f"held {stabilised} for the {window_s:.0f} s scale-down window"
-        f"{' (forecast in use)' if forecast_used else ''} (recommended {recommendation})",
-    )
+    if not warm_up:
+        record(
+            "stabilised",
+            stabilised,
+            f"held {stabilised} for the {window_s:.0f} s scale-down window"
+            f"{' (forecast in use)' if forecast_used else ''} (recommended {recommendation})",
+        )
     if react.panic and count < current:
         record("panic", current, f"no scale-down while panicking: keep {current}")
 

@@ -280,6 +280,23 @@ def reactive(
     )
 
 
+def metrics_span_s(obs: Observations) -> int:
+    """Seconds from the oldest measured (finite) sample of any metric window to its end: how much the averages
+    have seen."""
+    span = 0
+    for values in (obs.rps, obs.cpu_percent, obs.memory_percent, obs.latency_p95_ms, obs.queue_length):
+        finite = np.flatnonzero(np.isfinite(values))
+        if finite.size:
+            span = max(span, int(values.size - finite[0]))
+    return span
+
+
+def warming_up(policy: ScalingPolicy, obs: Observations) -> bool:
+    """True while the metrics cover less than half the stable window (a new deployment, the first seconds of a
+    replay): their means are too young to justify removing replicas (Knative keeps the current scale then)."""
+    return metrics_span_s(obs) < policy.stable_window_s / 2
+
+
 def stabilise(
     policy: ScalingPolicy,
     state: DecisionState,

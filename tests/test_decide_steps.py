@@ -311,6 +311,32 @@ def test_the_long_window_applies_again_when_the_forecast_becomes_unusable() -> N
     assert d4.desired == 9 and d4.source == "stabilised"
 
 
+def test_no_scale_down_while_the_metrics_cover_under_half_the_stable_window() -> None:
+    p = policy(max_replicas=50, scale_down_stabilisation_s=0)
+    d = run(p, obs(current=10, cpu=10, seconds=5))
+    assert (
+        d.desired == 10
+        and d.source == "warm-up"
+        and "cover only 5 s of the 60 s window" in str(d.reasons[-1])
+    )
+
+
+def test_warm_up_counts_from_the_oldest_measured_second() -> None:
+    p = policy(max_replicas=50, scale_down_stabilisation_s=0)
+    o = obs(current=10, cpu=10)
+    cpu = o.cpu_percent.copy()
+    cpu[:50] = np.nan  # a 60 s window measured only in its last 10 s
+    o = dataclasses.replace(
+        o, cpu_percent=cpu, rps=np.empty(0), latency_p95_ms=np.empty(0), queue_length=np.empty(0)
+    )
+    assert run(p, o).desired == 10
+    assert run(p, obs(current=10, cpu=10, seconds=30)).desired == 2  # half the window: ceil(10 * 10 / 70)
+
+
+def test_warm_up_does_not_delay_a_scale_up() -> None:
+    assert run(o=obs(current=4, cpu=95, seconds=5)).desired == math.ceil(4 * 95 / 70)
+
+
 def test_scale_up_is_not_delayed_by_stabilisation() -> None:
     d1 = run(o=obs(current=2, cpu=10), f=forecast(280))
     d2 = run(o=obs(current=2, cpu=10), f=forecast(2800), state=d1.new_state, now=NOW + 5)
