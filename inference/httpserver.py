@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 LISTEN_FD_ENV = "_PREWARM_REPLICA_LISTEN_FD"
 IDLE_TIMEOUT_S = 60.0  # keep-alive connections (and stalled requests) silent this long are closed
+_OK_JSON_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
@@ -156,6 +157,20 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         parser = self.parser
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        app = self.app
+        if (
+            self.url == self.infer_path
+            and not self.busy
+            and not self.queue
+            and not self.too_large
+            and app.batcher is None
+            and parser.get_method() == b"POST"
+        ):  # the hot path: answered right here
+            started = time.perf_counter()
+            status, payload = app.infer_sync(body, self.header_length)
+            self._write(status, payload, parser.should_keep_alive())
+            app.metrics.record(status, time.perf_counter() - started)
+            return
         request = _Request(
             parser.get_method(),
             self.url,
@@ -201,6 +216,9 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None:
             return
         keep_alive = keep_alive and not self.state.draining
+        if status == 200 and keep_alive and content_type == b"application/json":
+            transport.write(b"%s%d\r\n\r\n%s" % (_OK_JSON_HEAD, len(payload), payload))
+            return
         transport.write(_head(status, len(payload), keep_alive, content_type) + payload)
         if not keep_alive:
             transport.close()

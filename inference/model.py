@@ -73,7 +73,7 @@ class LoadedModel:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One synchronous ``session.run`` returning every output by name."""
-        values = self.session.run(self.output_names, dict(inputs))
+        values = self.session.run(self.output_names, inputs)
         return dict(zip(self.output_names, values, strict=True))
 
 

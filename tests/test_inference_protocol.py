@@ -182,3 +182,9 @@ def test_binary_nan_is_rejected() -> None:
     raw, header_length = binary_request(np.full((1, 64), np.nan, dtype=np.float32))
     with pytest.raises(InvalidRequestError, match="finite"):
         parse_infer_request(raw, INPUTS, OUTPUTS, header_length)
+
+
+def test_a_shape_seen_before_does_not_let_booleans_or_floats_pass_as_dimensions() -> None:
+    parse_infer_request(body(shape=[1, 64]), INPUTS, OUTPUTS)
+    assert "non-negative integers" in str(error_of(body(shape=[True, 64])))
+    assert "non-negative integers" in str(error_of(body(shape=[1.0, 64])))
