@@ -17,6 +17,7 @@ from prewarm.settings import get_settings
 COMMAND_MODULES = [
     "prewarm.db.cli",
     "prewarm.status_cli",
+    "prewarm.demo.cli",
     "inference.cli",
     "inference.gateway.cli",
     "forecaster.cli",

@@ -1,0 +1,165 @@
+"""The demo's closing table: what the live stack did beside what the simulator predicts for the same replay."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prewarm import metric_names as m
+from prewarm.demo import live
+from prewarm.demo.replay import ReplayPlan, per_second
+
+if TYPE_CHECKING:
+    from prewarm.demo.run import DemoOptions, ReplayOutcome
+
+SURGE_RISE_FRACTION = 0.25
+SURGE_RISE_WINDOW_TRACE_S = 3600  # a rise within an hour of trace time ...
+SURGE_SEPARATION_TRACE_S = 7200  # ... and surges two hours apart
+
+
+@dataclass(frozen=True)
+class Figures:
+    served: float
+    errors: float
+    p95_ms: float
+    replica_minutes: float
+    static_replica_minutes: float
+    violation_share: float
+    surge_leads: list[float | None]
+
+    @property
+    def saving(self) -> float:
+        return (
+            1 - self.replica_minutes / self.static_replica_minutes
+            if self.static_replica_minutes
+            else math.nan
+        )
+
+    @property
+    def surges_covered_before(self) -> int:
+        return sum(1 for lead in self.surge_leads if lead is not None and lead <= 0)
+
+
+def compare(engine: Any, store: Any, plan: ReplayPlan, options: DemoOptions, outcome: ReplayOutcome) -> str:
+    live_figures = live_run(engine, store, plan, options, outcome)
+    startup_s = live.replica_startup_s(engine, "digits") or 2.0
+    simulated = simulate(plan, options, startup_s, outcome.started_at)
+    return table(live_figures, simulated, plan, options, startup_s)
+
+
+def surge_params(plan: ReplayPlan) -> tuple[int, int]:
+    return (
+        max(1, round(SURGE_RISE_WINDOW_TRACE_S / plan.compression)),
+        max(1, round(SURGE_SEPARATION_TRACE_S / plan.compression)),
+    )
+
+
+def static_replicas(plan: ReplayPlan, options: DemoOptions) -> int:
+    from controller.simulation.baselines import static_peak_replicas
+
+    return static_peak_replicas(
+        float(plan.live_rates_rps().max()), options.capacity_rps, options.target_utilisation
+    )
+
+
+def live_run(
+    engine: Any, store: Any, plan: ReplayPlan, options: DemoOptions, outcome: ReplayOutcome
+) -> Figures:
+    seconds = outcome.seconds
+    ok = outcome.status == 200
+    latencies = np.where(np.isnan(outcome.latency_s), np.inf, outcome.latency_s)
+    billed = live.billed_replica_seconds(engine, "digits", outcome.started_at, outcome.started_at + seconds)
+    ready = live.per_second_series(store, "digits", m.READY_REPLICAS, outcome.started_at, seconds)
+    ready = np.nan_to_num(ready, nan=0.0)
+    demand = per_second(plan.live_rates_rps(), plan.interval_replay_s)
+    window, separation = surge_params(plan)
+    violating = live.violating_seconds(outcome.intended_s, outcome.latency_s, outcome.status, seconds, 50.0)
+    return Figures(
+        served=float(ok.sum()),
+        errors=float((~ok).sum()),
+        p95_ms=float(np.percentile(latencies, 95)) * 1000 if latencies.size else math.nan,
+        replica_minutes=float(billed.sum()) / 60,
+        static_replica_minutes=static_replicas(plan, options) * seconds / 60,
+        violation_share=float(violating.mean()) if seconds else 0.0,
+        surge_leads=live.surge_leads(
+            demand, ready * options.capacity_rps, SURGE_RISE_FRACTION, window, separation
+        ),
+    )
+
+
+def simulate(plan: ReplayPlan, options: DemoOptions, startup_s: float, live_start: float) -> Figures:
+    """The same replay through the simulator: seeded history, then the live day, prewarm's policy and cluster."""
+    from controller.policy import ScalingPolicy
+    from controller.simulation import ClusterModel, run_simulation
+    from controller.simulation.metrics import violating_seconds
+    from controller.simulation.workload import Workload
+    from prewarm.demo.run import demo_policy
+
+    history = per_second(plan.history_rates_rps(), plan.interval_replay_s)
+    demand = per_second(plan.live_rates_rps(), plan.interval_replay_s)
+    arrivals = np.concatenate([history, demand])
+    workload = Workload(
+        "demo replay", live_start - len(history), arrivals, plan.scale, 1, float(plan.live_rates_rps().max())
+    )
+    cluster = ClusterModel(
+        replica_capacity_rps=options.capacity_rps, prewarm_s=startup_s, scheduling_delay_s=0.0, slo_p95_ms=SLO
+    )
+    result = run_simulation(workload, cluster, ScalingPolicy(**demo_policy(options)), ("prewarm",))
+    run = result.runs["prewarm"]
+    live_part = slice(len(history), len(arrivals))
+    sliced = type(run)(
+        run.name, run.ready[live_part], run.billed[live_part], run.served[live_part], run.queue[live_part],
+        run.dropped[live_part], run.p95_ms[live_part], run.actions,
+    )  # fmt: skip
+    violating = violating_seconds(sliced, demand, cluster)
+    window, separation = surge_params(plan)
+    seconds = len(demand)
+    finite_p95 = sliced.p95_ms[np.isfinite(sliced.p95_ms)]
+    return Figures(
+        served=float(sliced.served.sum()),
+        errors=float(sliced.dropped.sum()),
+        p95_ms=float(np.percentile(finite_p95, 95)) if finite_p95.size else math.nan,
+        replica_minutes=float(sliced.billed.sum()) / 60,
+        static_replica_minutes=static_replicas(plan, options) * seconds / 60,
+        violation_share=float(violating.mean()),
+        surge_leads=live.surge_leads(
+            demand, sliced.ready * options.capacity_rps, SURGE_RISE_FRACTION, window, separation
+        ),
+    )
+
+
+SLO = 50.0
+
+
+def table(
+    live_figures: Figures, sim: Figures, plan: ReplayPlan, options: DemoOptions, startup_s: float
+) -> str:
+    def row(label: str, a: str, b: str) -> str:
+        return f"| {label} | {a} | {b} |"
+
+    def leads(f: Figures) -> str:
+        shown = ", ".join("never" if x is None else f"{x:+.0f} s" for x in f.surge_leads) or "no surge"
+        return f"{f.surges_covered_before} of {len(f.surge_leads)} ({shown})"
+
+    lines = [
+        f"Replay: {plan.trace.name} day {options.live_day}, x{plan.scale:.1f} rates, {plan.compression:g}x faster; "
+        f"replica capacity {options.capacity_rps:g} rps (service time {options.service_time_ms:g} ms, one request "
+        f"at a time), measured startup {startup_s:.1f} s.",
+        "",
+        "| figure | live stack | simulator (same replay) |",
+        "|---|---:|---:|",
+        row("requests served", f"{live_figures.served:,.0f}", f"{sim.served:,.0f}"),
+        row("errors / dropped", f"{live_figures.errors:,.0f}", f"{sim.errors:,.0f}"),
+        row("p95 latency (all requests / per-second estimate)", f"{live_figures.p95_ms:.1f} ms", f"{sim.p95_ms:.1f} ms"),
+        row("replica-minutes", f"{live_figures.replica_minutes:.1f}", f"{sim.replica_minutes:.1f}"),
+        row("static provisioning for the peak, replica-minutes", f"{live_figures.static_replica_minutes:.1f}",
+            f"{sim.static_replica_minutes:.1f}"),
+        row("saving vs static", f"{100 * live_figures.saving:.0f} %", f"{100 * sim.saving:.0f} %"),
+        row("SLO-violating seconds (share)", f"{100 * live_figures.violation_share:.1f} %",
+            f"{100 * sim.violation_share:.1f} %"),
+        row("surges with capacity ready before them", leads(live_figures), leads(sim)),
+    ]  # fmt: skip
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""The demo's pure parts: replay planning, per-second rates, billing from replica events, surges, violations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prewarm.demo import live
+from prewarm.demo.replay import per_second, plan_days
+from prewarm.traces import Trace
+
+
+def _minute_trace(days: int) -> Trace:
+    minutes = days * 1440
+    requests = 60.0 + 60.0 * (np.arange(minutes) % 1440 >= 720)  # 1 rps at night, 2 rps by day
+    return Trace("t", np.arange(minutes, dtype=np.int64) * 60, requests, 60)
+
+
+def test_plan_days_scales_the_live_peak_and_takes_the_days_before_as_history() -> None:
+    plan = plan_days(_minute_trace(4), live_day=3, history_days=2, compression=360, peak_rps=100)
+    assert plan.scale == pytest.approx(50.0)  # 2 rps peak -> 100 rps
+    assert plan.live_rates_rps().max() == pytest.approx(100.0)
+    assert plan.history_intervals == 2 * 1440 and plan.live_intervals == 1440
+    assert plan.live_replay_s == pytest.approx(240.0)
+    assert plan.history_rates_rps()[0] == pytest.approx(50.0)
+
+
+def test_plan_days_refuses_a_day_without_enough_history_or_outside_the_trace() -> None:
+    with pytest.raises(ValueError, match="history"):
+        plan_days(_minute_trace(4), live_day=1, history_days=2, compression=360, peak_rps=10)
+    with pytest.raises(ValueError, match="whole days"):
+        plan_days(_minute_trace(4), live_day=4, history_days=2, compression=360, peak_rps=10)
+
+
+def test_per_second_keeps_every_request_when_intervals_are_shorter_than_a_second() -> None:
+    rates = np.array([6.0] * 6 + [12.0] * 6)  # twelve intervals of 1/6 s
+    seconds = per_second(rates, 1 / 6)
+    assert seconds.tolist() == pytest.approx([6.0, 12.0])
+
+
+def test_per_second_spreads_long_intervals() -> None:
+    assert per_second(np.array([3.0, 5.0]), 2.0).tolist() == pytest.approx([3.0, 3.0, 5.0, 5.0])
+
+
+def test_violating_seconds_counts_slow_and_failed_seconds() -> None:
+    intended = np.array([0.1, 0.5, 1.1, 1.6, 2.2, 2.4])
+    latency = np.array([0.01, 0.02, 0.2, 0.3, 0.01, np.nan])
+    status = np.array([200, 200, 200, 200, 200, 0])
+    assert live.violating_seconds(intended, latency, status, 3, 50.0).tolist() == [False, True, True]
+
+
+def test_surge_leads_negative_when_capacity_was_there_first() -> None:
+    demand = np.array([10.0] * 20 + [100.0] * 20)
+    early = np.where(np.arange(40) >= 15, 120.0, 20.0)  # capacity 5 s before the surge
+    late = np.where(np.arange(40) >= 24, 120.0, 20.0)  # 4 s after
+    assert live.surge_leads(demand, early, 0.25, 5, 30) == [-5.0]
+    assert live.surge_leads(demand, late, 0.25, 5, 30) == [4.0]
+    assert live.surge_leads(demand, np.full(40, 20.0), 0.25, 5, 30) == [None]
