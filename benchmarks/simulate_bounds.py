@@ -1,0 +1,77 @@
+"""How close can a policy that does not know the future get to the oracle? Idealised causal bounds, not a policy.
+
+    .venv/bin/python -m benchmarks.simulate_bounds [--traces nasa,conv,code]
+
+On the same per-second arrivals the simulator uses (trace scaled so its peak needs 20 replicas at 70 %), every minute's
+capacity is chosen from what was known at the end of the minute before: the exact mean rates of the past minutes
+(better than any forecast), times a headroom multiplier, with no startup delay and no rounding of time. Printed per
+multiplier: cost / the oracle's (replica-seconds) and the share of minutes in which some second exceeded the capacity.
+Also the oracle's mean utilisation, which bounds every policy that serves the same requests: utilisation / oracle's =
+oracle cost / cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from controller.simulation.baselines import oracle_schedule
+from controller.simulation.cluster import ClusterModel
+from controller.simulation.engine import simulate_schedule
+from controller.simulation.metrics import summarise
+from controller.simulation.workload import per_second_arrivals
+from prewarm.traces import TRACES_DIR, load_trace
+
+TRACES = {
+    "nasa": "nasa_http_jul1995_1min.csv",
+    "conv": "azure_llm_conv_2023_1s.csv",
+    "code": "azure_llm_code_2023_1s.csv",
+}
+MULTIPLIERS = (1.3, 1.6, 2.0, 2.5, 3.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--traces", default="nasa,conv,code")
+    args = parser.parse_args()
+    cluster = ClusterModel()
+    capacity = cluster.replica_capacity_rps
+    for key in args.traces.split(","):
+        trace = load_trace(TRACES_DIR / TRACES[key])
+        scale = 20 * capacity * 0.7 / float(trace.rates_rps.max())
+        workload = per_second_arrivals(trace, scale)
+        arrivals = workload.arrivals
+        minutes = len(arrivals) // 60
+        per_minute = arrivals[: minutes * 60].reshape(minutes, 60)
+        mean_rps, peak_rps = per_minute.mean(axis=1), per_minute.max(axis=1)
+        schedule = oracle_schedule(arrivals, cluster)
+        oracle_run = simulate_schedule("oracle", workload, cluster, schedule.ready, schedule.billed, 0)
+        oracle = summarise(oracle_run, arrivals, cluster, [])
+        oracle_minutes = schedule.billed[60 : minutes * 60].sum() / 60.0
+        rising = mean_rps[:-1] > np.quantile(mean_rps, 0.25)
+        ratio = mean_rps[1:][rising] / mean_rps[:-1][rising]
+        print(f"\n## {trace.name} (x{scale:.3f})")
+        print(
+            f"oracle mean utilisation {100 * oracle.mean_utilisation:.1f} %; next minute's mean / this minute's "
+            f"(above the lower quartile): median {np.median(ratio):.2f}, q90 {np.quantile(ratio, 0.9):.2f}, "
+            f"q99 {np.quantile(ratio, 0.99):.2f}"
+        )
+        print("| known at the end of each minute | x headroom | cost / oracle | minutes short |")
+        print("|---|---:|---:|---:|")
+        window = 5
+        padded = np.concatenate((np.zeros(window - 1), mean_rps))
+        recent_max = np.lib.stride_tricks.sliding_window_view(padded, window).max(axis=1)
+        for label, known in (
+            ("last minute's mean", mean_rps),
+            ("max of the last 5 minutes' means", recent_max),
+        ):
+            for m in MULTIPLIERS:
+                replicas = np.maximum(1.0, np.ceil(known[:-1] * m / capacity - 1e-9))
+                short = float(np.mean(replicas * capacity < peak_rps[1:]))
+                cost = float(replicas.sum()) / oracle_minutes
+                print(f"| {label} | {m:g} | {cost:.2f} | {100 * short:.2f} % |")
+
+
+if __name__ == "__main__":
+    main()
