@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +15,7 @@ from schemathesis.checks import not_a_server_error
 
 from inference.app import ReplicaApp
 from inference.config import ReplicaConfig
-from inference.testing import DEFAULT_MODEL, DEFAULT_MODEL_REPO
+from inference.testing import DEFAULT_MODEL, DEFAULT_MODEL_REPO, replica_process
 
 app = ReplicaApp(ReplicaConfig(str(DEFAULT_MODEL_REPO), DEFAULT_MODEL, max_body_bytes=64 * 1024))
 app.model = app.load_and_warm()
@@ -78,3 +80,28 @@ def test_near_valid_infer_bodies_never_get_a_server_error(
     response = client.post(f"/v2/models/{DEFAULT_MODEL}/infer", content=json.dumps(document))
     assert response.status_code < 500, response.text
     assert response.status_code == 200 or "error" in response.json()
+
+
+@pytest.fixture(scope="module")
+def live_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The same schema, fetched from a real replica process on the default (built-in) HTTP server."""
+    with replica_process(
+        tmp_path_factory.mktemp("fuzz"), extra_args=["--max-body-bytes", "65536"]
+    ) as replica:
+        replica.wait_ready()
+        yield schemathesis.openapi.from_url(f"{replica.url}/openapi.json")
+
+
+@pytest.mark.slow
+def test_no_server_errors_through_the_default_http_server(live_schema: Any) -> None:
+    @given(data=st.data())
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    def fuzz(operation: Any, data: st.DataObject) -> None:
+        case = data.draw(operation.as_strategy())
+        if "name" in (case.path_parameters or {}) and data.draw(st.booleans()):
+            case.path_parameters = {"name": DEFAULT_MODEL}
+        case.call_and_validate(checks=[not_a_server_error])
+
+    for result in live_schema.get_all_operations():
+        operation = result.ok()
+        fuzz(operation)
