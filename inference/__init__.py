@@ -1,0 +1,1 @@
+"""ONNX inference replica (Open Inference Protocol V2): server, protocol, batching, metrics, load generator."""
