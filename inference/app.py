@@ -195,8 +195,21 @@ class ReplicaApp:
             logger.exception("inference failed")
             return 500, error_body(f"inference failed: {type(error).__name__}: {error}")
 
+    @property
+    def service_time_s(self) -> float:
+        """Extra wall time per inference (``--service-time-ms``), 0 normally."""
+        return self.config.service_time_ms / 1000.0
+
     async def infer_body(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes]:
         """Serve one V2 infer body for this replica's model (through the batcher when batching is on)."""
+        if self.service_time_s > 0:
+            # Emulates a heavier model for demos and tests: the request holds the replica without using CPU.
+            result = await self._infer_unpaced(body, header_length)
+            await asyncio.sleep(self.service_time_s)
+            return result
+        return await self._infer_unpaced(body, header_length)
+
+    async def _infer_unpaced(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes]:
         if self.batcher is None:
             return self.infer_sync(body, header_length)
         model = self.model

@@ -25,6 +25,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--batch-max-wait-ms", type=float, help="how long a batch waits to fill")
     parser.add_argument("--max-body-bytes", type=int, help="larger bodies get 413")
     parser.add_argument(
+        "--service-time-ms",
+        type=float,
+        help="demos and tests: every inference also takes this long, waiting without using CPU, to emulate a "
+        "heavier model (default: setting, 0)",
+    )
+    parser.add_argument(
         "--server",
         choices=["fast", "uvicorn"],
         help="HTTP server: the lean built-in one or uvicorn (default: setting)",
@@ -56,6 +62,7 @@ def run_replica(args: argparse.Namespace) -> int:
         intra_op_threads=settings.replica_intra_op_threads,
         graceful_timeout_s=settings.replica_graceful_timeout_s,
         server=str(pick(args.server, settings.replica_server)),
+        service_time_ms=float(pick(args.service_time_ms, settings.replica_service_time_ms)),  # type: ignore[arg-type]
         process_start_ts=psutil.Process().create_time(),
     )
     from inference.app import check_model_exists

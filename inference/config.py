@@ -27,6 +27,7 @@ class ReplicaConfig:
     process_start_ts: float = 0.0  # epoch seconds the replica's first process started (0: this process)
     server: str = "fast"  # "fast" (inference.httpserver) or "uvicorn"
     ready_dir: str | None = None  # with several workers: each worker drops a file here once warmed
+    service_time_ms: float = 0.0  # demos/tests: every inference also takes this long (waiting, not computing)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -164,6 +164,7 @@ class HttpProtocol(asyncio.Protocol):
             and not self.queue
             and not self.too_large
             and app.batcher is None
+            and not app.service_time_s
             and parser.get_method() == b"POST"
         ):  # the hot path: answered right here
             started = time.perf_counter()
@@ -189,7 +190,12 @@ class HttpProtocol(asyncio.Protocol):
     # --- request handling ----------------------------------------------------------------------------------
     def _handle(self, request: _Request) -> None:
         app = self.app
-        if request.method == b"POST" and request.url == self.infer_path and app.batcher is None:
+        if (
+            request.method == b"POST"
+            and request.url == self.infer_path
+            and app.batcher is None
+            and not app.service_time_s
+        ):
             started = time.perf_counter()
             if request.too_large:
                 status, payload = 413, _too_large(self.limit)

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         description="Replica HTTP server: 'fast' (built-in httptools/uvloop server) or 'uvicorn'.",
     )
     # Local replicas and gateway (docs/gateway.md)
+    replica_service_time_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=60_000,
+        description="Demos and tests: extra wall time per inference (no CPU) emulating a heavier model; 0 normally.",
+    )
     replica_state_dir: str = Field(
         default="var/replicas",
         description="Directory where the local backend publishes <deployment>/replicas.json for the gateway.",

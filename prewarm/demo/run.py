@@ -78,15 +78,6 @@ def demo_policy(options: DemoOptions) -> dict[str, Any]:
     }
 
 
-def replica_command(options: DemoOptions) -> list[str]:
-    import sys
-
-    return [
-        sys.executable, "-m", "prewarm.cli", "replica", "--model-repo", "{model_repo}", "--model", "{model}",
-        "--host", "{host}", "--port", "{port}", "--service-time-ms", f"{options.service_time_ms:g}",
-    ]  # fmt: skip
-
-
 class Printer:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -121,6 +112,7 @@ def run_demo(options: DemoOptions) -> int:
         database_url=options.database_url,
         admin_token=secrets.token_urlsafe(24),
         extra_env={
+            "PREWARM_REPLICA_SERVICE_TIME_MS": f"{options.service_time_ms:g}",
             "PREWARM_GATEWAY_MAX_IN_FLIGHT_PER_REPLICA": "1",
             "PREWARM_GATEWAY_QUEUE_CAPACITY": "10000",
             "PREWARM_METRICS_FLUSH_INTERVAL_S": "1",
@@ -163,7 +155,7 @@ def setup_deployment(stack: LocalStack, options: DemoOptions, plan: ReplayPlan) 
             "name": DEPLOYMENT,
             "model": "digits_mlp",
             "backend": "local",
-            "backend_config": {"command": replica_command(options)},
+            "backend_config": {},
             "min_replicas": 1,
             "max_replicas": options.max_replicas,
             "policy": demo_policy(options),
