@@ -29,7 +29,7 @@ def main() -> None:
     history = History(1_700_000_000.0, args.step_s, values)
     steps = int(args.horizon_s / args.step_s)
     print(f"history: {args.days:g} days at {args.step_s:g} s ({n} points), horizon {steps} steps")
-    print("\n| model | fit+predict s (median of %d) |\n|---|---:|" % args.repeat)
+    print(f"\n| model | fit+predict s (median of {args.repeat}) |\n|---|---:|")
     for name in args.models.split(","):
         model = make_model(name)
         times = []
