@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.simulate_bench [--traces nasa,conv,code] [--report-dir DIR]
                                                   [--forecast-model profile] [--policy-file P]
+                                                  [--capacity RPS] [--prewarm-s S]
 
 Prints, per trace, the policy table, the goals and the wall time of each policy's simulation. prewarm runs with the
 default ScalingPolicy except its forecast model (``profile`` unless told otherwise: ``auto`` re-selects by backtest
@@ -37,6 +38,12 @@ def main() -> None:
     parser.add_argument("--report-dir", type=Path, default=None)
     parser.add_argument("--forecast-model", default="profile", help="prewarm's forecast model (or auto)")
     parser.add_argument("--policy-file", type=Path, default=None, help="JSON ScalingPolicy for prewarm")
+    parser.add_argument(
+        "--capacity", type=float, default=None, help="replica capacity rps (default: cluster's)"
+    )
+    parser.add_argument(
+        "--prewarm-s", type=float, default=None, help="replica pre-warm seconds (default: cluster's)"
+    )
     args = parser.parse_args()
     policy = (
         ScalingPolicy.model_validate_json(args.policy_file.read_text())
@@ -47,7 +54,11 @@ def main() -> None:
         policy = policy.model_copy(update={"forecast_model": args.forecast_model})
     print(f"prewarm policy: {policy.model_dump_json(exclude_defaults=True)} (everything else default)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cluster = ClusterModel()
+    defaults = ClusterModel()
+    cluster = ClusterModel(
+        replica_capacity_rps=args.capacity or defaults.replica_capacity_rps,
+        prewarm_s=defaults.prewarm_s if args.prewarm_s is None else args.prewarm_s,
+    )
     for key in args.traces.split(","):
         trace = load_trace(TRACES_DIR / TRACES[key])
         scale = (
