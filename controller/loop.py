@@ -396,6 +396,7 @@ def forecast_input(latest: tuple[Any, list[Any]]) -> ForecastInput | None:
         return None
     detail = run.detail or {}
     peak = detail.get("history_peak_rps")
+    points_seen = detail.get("history_points")
     return ForecastInput(
         created_at=run.created_at.timestamp(),
         target_ts=np.array([p.target_ts.timestamp() for p in points]),
@@ -405,4 +406,5 @@ def forecast_input(latest: tuple[Any, list[Any]]) -> ForecastInput | None:
         step_s=run.step_s,
         model=run.model_name,
         history_peak_rps=float(peak) if peak is not None else None,
+        history_s=float(points_seen) * run.step_s if points_seen is not None else None,
     )

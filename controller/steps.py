@@ -167,7 +167,7 @@ def _trouble_vote_limit(policy: ScalingPolicy, obs: Observations, base: int) -> 
 def reactive(
     policy: ScalingPolicy, obs: Observations, state: DecisionState, now: float, fresh: bool
 ) -> Reactive:
-    """CPU / memory / latency / queue thresholds in HPA's ratio form, with Knative's panic mode for bursts."""
+    """Load / CPU / memory / latency / queue thresholds in HPA's ratio form, with Knative's panic mode for bursts."""
     current = obs.current_replicas
     if not fresh:
         return Reactive(
@@ -179,7 +179,12 @@ def reactive(
             Reason("reactive", f"no fresh metrics: keep the current {current}"),
         )
     base = obs.ready_replicas if obs.ready_replicas > 0 else current
+    # Request load as a utilisation of the replicas' capacity (Knative's rps metric): it sees overload even where
+    # replicas wait rather than compute (I/O-bound models, or a GPU the CPU metric does not show).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        load_percent = obs.rps / (base * policy.replica_capacity_rps) * 100.0 if base > 0 else np.empty(0)
     signals = (
+        ("load", load_percent, policy.target_utilisation * 100.0, True),
         ("cpu", obs.cpu_percent, policy.cpu_scale_up_percent, True),
         ("memory", obs.memory_percent, policy.memory_scale_up_percent, True),
         ("p95 latency", obs.latency_p95_ms, policy.latency_p95_scale_up_ms, False),

@@ -24,7 +24,7 @@ def obs(
     current: int = 5,
     ready: int | None = None,
     cpu: float | None = 50.0,
-    rps: float = 1000.0,
+    rps: float = 100.0,
     latency: float | None = 20.0,
     queue: float | None = 0.0,
     memory: float | None = None,
@@ -365,7 +365,7 @@ def test_replica_hour_budget_caps_the_count() -> None:
 
 
 def test_bounds_clamp_to_max_with_a_reason() -> None:
-    d = run(policy(max_replicas=12), obs(current=3, cpu=10), forecast(5000))
+    d = run(policy(max_replicas=12), obs(current=3, cpu=10, rps=1000), forecast(5000))
     assert d.desired == 12 and "clamped to max 12" in str(d.reasons[-1])
 
 
@@ -450,3 +450,20 @@ def test_state_is_not_mutated() -> None:
 def test_a_budget_below_one_replica_does_not_scale_to_zero() -> None:
     p = policy(min_replicas=0, price_per_replica_hour=2.0, budget_money_per_hour=1.0)
     assert run(p, obs(current=3, cpu=10), forecast(2800)).desired == 1
+
+
+def test_request_load_over_the_target_utilisation_scales_up_where_cpu_is_idle() -> None:
+    # I/O-bound replicas: CPU says nothing, 1200 rps on 2 replicas of 400 rps at 70 % needs ceil(1200 / 280) = 5.
+    d = run(policy(max_replicas=50), obs(current=2, cpu=5, rps=1200, latency=None, queue=None))
+    assert d.desired == 5
+    assert any("load 150 > 70" in str(r) for r in d.reasons)
+
+
+def test_a_burst_of_requests_panics_on_the_load_signal() -> None:
+    rates = np.concatenate([np.full(54, 200.0), np.full(6, 2000.0)])  # the last 6 s: 10x
+    observations = Observations(
+        current_replicas=2, ready_replicas=2, rps=rates, cpu_percent=np.full(60, 5.0),
+        last_sample_ts=NOW - 1, replica_startup_s=20.0,
+    )  # fmt: skip
+    d = decide(policy(max_replicas=50), observations, None, DecisionState(), NOW)
+    assert d.source == "panic" and d.desired >= 5

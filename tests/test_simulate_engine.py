@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from controller.policy import ScalingPolicy
-from controller.simulation.cluster import ClusterModel, serve
+from controller.simulation.cluster import DEFAULT_PREWARM_S, DEFAULT_SCHEDULING_DELAY_S, ClusterModel, serve
 from controller.simulation.engine import ClusterView, simulate_closed_loop, simulate_schedule
 from controller.simulation.metrics import summarise
 from controller.simulation.prewarm_policy import PrewarmAutoscaler
@@ -153,6 +154,7 @@ def test_cli_prints_json_for_every_policy(tmp_path: Path, capsys: pytest.Capture
         "actions",
         "surge_lead_s",
     }
-    assert out["cluster"]["startup_s"] == 25
+    # default startup: the measured pre-warm time plus the Kubernetes-like scheduling delay, in whole seconds
+    assert out["cluster"]["startup_s"] == math.ceil(DEFAULT_PREWARM_S + DEFAULT_SCHEDULING_DELAY_S)
     assert out["policies"]["oracle"]["slo_violation_s"] == 0
     assert (tmp_path / "r" / "report.md").exists() and (tmp_path / "r" / "plot.png").stat().st_size > 0

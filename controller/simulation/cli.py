@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--capacity",
         type=float,
         default=DEFAULT_REPLICA_CAPACITY_RPS,
-        help="rps one replica serves at the latency SLO (default %(default)s, placeholder until the replica "
-        "benchmark has measured it)",
+        help="rps one replica serves at the latency SLO (default %(default)s, measured by the replica "
+        "benchmark on its compute-bound model)",
     )
     p.add_argument("--prewarm-s", type=float, default=DEFAULT_PREWARM_S, help="replica pre-warm seconds")
     p.add_argument(

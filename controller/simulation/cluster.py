@@ -16,12 +16,13 @@ import numpy as np
 
 from controller.decision_values import FloatArray
 
-# Requests per second one replica serves at the 50 ms p95 SLO. Placeholder until the replica benchmark
-# (docs/inference.md, `benchmarks/`) has measured it; override with --capacity.
-DEFAULT_REPLICA_CAPACITY_RPS = 400.0
-# Measured pre-warm time of a replica (process start, model load, warm-up inferences) until readiness. Placeholder
-# until the replica benchmark has measured it; override with --prewarm-s.
-DEFAULT_PREWARM_S = 5.0
+# Requests per second one replica serves at the 50 ms p95 SLO: the replica benchmark's compute-bound model
+# (rapidocr's text-direction classifier, ~0.5 ms per inference) on one worker, 1,677 req/s with p95 of 1.5 ms at
+# 1,000 req/s (docs/inference.md, `python -m benchmarks.replica_bench`). Override with --capacity.
+DEFAULT_REPLICA_CAPACITY_RPS = 1677.0
+# Measured pre-warm time of a replica (process start, model load, warm-up inferences) until readiness: the replica
+# benchmark saw 0.4-1.3 s for the default model; the slower end is used. Override with --prewarm-s.
+DEFAULT_PREWARM_S = 1.3
 # Time from a scale-up decision to the replica process starting: pod scheduling, image already cached.
 DEFAULT_SCHEDULING_DELAY_S = 20.0
 DEFAULT_PRICE_PER_REPLICA_HOUR = 0.10

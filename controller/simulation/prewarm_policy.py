@@ -16,6 +16,7 @@ import numpy as np
 from controller.decide import DecisionState, ForecastInput, Observations, decide
 from controller.policy import ScalingPolicy
 from controller.simulation.engine import ClusterView
+from forecaster.timescale import compress, stretch
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,18 @@ class PrewarmAutoscaler:
                 else make_model(self.policy.forecast_model)
             )
         model = self._model
+        compression = self.policy.forecast_time_compression  # > 1 only for time-compressed replays
+        model_history = stretch(history, compression)
         if isinstance(model, AutoForecaster) and (
-            self._last_select_t is None or view.t - self._last_select_t >= DAY_S
+            self._last_select_t is None or view.t - self._last_select_t >= DAY_S / compression
         ):
-            model.reselect(history, horizon_steps * step)
+            model.reselect(model_history, horizon_steps * step * compression)
             self._last_select_t = view.t
         try:
-            forecast = forecast_with_fallback(model, history, horizon_steps)  # type: ignore[arg-type]
+            forecast = compress(
+                forecast_with_fallback(model, model_history, horizon_steps),  # type: ignore[arg-type]
+                compression,
+            )
         except ForecastError as error:
             log.warning("forecast failed at t=%d: %s", view.t, error)
             return
