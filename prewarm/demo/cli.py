@@ -25,6 +25,7 @@ def register(subparsers: Any) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from prewarm.demo.run import DemoOptions, run_demo
+    from prewarm.demo.stack import StackError
     from prewarm.settings import get_settings
 
     options = DemoOptions(
@@ -37,4 +38,14 @@ def _demo(args: argparse.Namespace) -> int:
         database_url=get_settings().database_url,
         quiet=args.quiet,
     )
-    return run_demo(options)
+    try:
+        result = run_demo(options)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the stack was stopped")
+        return 130
+    except StackError as error:
+        print(f"demo failed: {error}")
+        return 1
+    print()
+    print(result.table)
+    return 0

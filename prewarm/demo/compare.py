@@ -43,11 +43,14 @@ class Figures:
         return sum(1 for lead in self.surge_leads if lead is not None and lead <= 0)
 
 
-def compare(engine: Any, store: Any, plan: ReplayPlan, options: DemoOptions, outcome: ReplayOutcome) -> str:
+def compare(
+    engine: Any, store: Any, plan: ReplayPlan, options: DemoOptions, outcome: ReplayOutcome
+) -> tuple[Figures, Figures, str]:
+    """Live figures, simulated figures for the same replay, and the table that shows them side by side."""
     live_figures = live_run(engine, store, plan, options, outcome)
     startup_s = live.replica_startup_s(engine, "digits") or 2.0
     simulated = simulate(plan, options, startup_s, outcome.started_at)
-    return table(live_figures, simulated, plan, options, startup_s)
+    return live_figures, simulated, table(live_figures, simulated, plan, options, startup_s)
 
 
 def surge_params(plan: ReplayPlan) -> tuple[int, int]:

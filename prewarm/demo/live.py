@@ -43,26 +43,19 @@ def snapshot(store: MetricsStore, deployment: str, now: float) -> LiveSnapshot:
 
 
 def forecast_upper_at(engine: Engine, deployment: str, ts: float) -> float:
-    """The newest forecast's upper band for the interval containing ``ts`` (NaN when none covers it)."""
+    """The upper band for the interval containing ``ts`` from the newest forecast that covers it (NaN: none)."""
+    moment = datetime.fromtimestamp(ts, UTC)
     with engine.connect() as connection:
-        run_id = connection.execute(
-            select(ForecastRun.id)
+        row = connection.execute(
+            select(ForecastPoint.upper)
+            .join(ForecastRun, ForecastRun.id == ForecastPoint.run_id)
             .join(Deployment, Deployment.id == ForecastRun.deployment_id)
-            .where(Deployment.name == deployment)
-            .order_by(ForecastRun.created_at.desc())
+            .where(Deployment.name == deployment, ForecastPoint.target_ts <= moment)
+            .where(ForecastPoint.target_ts > datetime.fromtimestamp(ts - 2 * 60, UTC))
+            .order_by(ForecastRun.created_at.desc(), ForecastPoint.target_ts.desc())
             .limit(1)
-        ).scalar()
-        if run_id is None:
-            return math.nan
-        rows = connection.execute(
-            select(ForecastPoint.target_ts, ForecastPoint.upper)
-            .where(ForecastPoint.run_id == run_id)
-            .order_by(ForecastPoint.target_ts)
-        ).all()
-    for target, upper in reversed(rows):
-        if target.timestamp() <= ts:
-            return float(upper)
-    return math.nan
+        ).first()
+    return float(row[0]) if row is not None else math.nan
 
 
 def billed_replica_seconds(engine: Engine, deployment: str, start: float, end: float) -> FloatArray:

@@ -15,6 +15,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import httpx
 import numpy as np
 
 from prewarm.demo import live
+from prewarm.demo.compare import Figures
 from prewarm.demo.replay import ReplayPlan, per_second, plan_days
 from prewarm.demo.stack import LocalStack, StackError
 
@@ -69,6 +71,8 @@ def demo_policy(options: DemoOptions) -> dict[str, Any]:
         "panic_window_s": 2.0,
         "max_metrics_age_s": 10.0,
         "scale_down_stabilisation_s": 10.0,
+        "forecast_scale_down_stabilisation_s": 3.0,
+        "forecast_min_history_s": 86_400 / options.compression,  # one day of the trace
         "forecast_step_s": 1.0,
         "forecast_history_s": (options.history_days + 1) * 86_400 / options.compression,
         "forecast_refit_interval_s": 5.0,
@@ -87,14 +91,30 @@ class Printer:
             print(text, flush=True)
 
 
-def run_demo(options: DemoOptions) -> int:
-    """Run the demo; returns the exit code. Ctrl-C stops everything cleanly."""
+@dataclass(frozen=True)
+class DemoResult:
+    """What a demo run measured live and what the simulator predicted for the same replay."""
+
+    plan: ReplayPlan
+    outcome: ReplayOutcome
+    live: Figures
+    simulated: Figures
+    table: str
+
+
+Tick = Callable[[LocalStack, float], None]  # called about once a second during the replay with the elapsed s
+
+
+def run_demo(options: DemoOptions, on_tick: Tick | None = None) -> DemoResult:
+    """Run the demo end to end and return its figures; the stack is always stopped, even on Ctrl-C."""
     from prewarm.db import migrate
     from prewarm.db.engine import create_engine_for_url
     from prewarm.db.store import MetricsStore
+    from prewarm.demo.compare import compare
     from prewarm.traces import load_trace
 
     say = Printer(options.quiet)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     plan = plan_days(
         load_trace(options.trace),
         live_day=options.live_day,
@@ -127,17 +147,9 @@ def run_demo(options: DemoOptions) -> int:
         stack.start_gateway(DEPLOYMENT)
         say(f"gateway:    {stack.gateway_url}/v2/models/digits_mlp/infer (logs in {options.workdir}/)")
         wait_ready(stack.gateway_url, timeout_s=60)
-        outcome = replay(stack, store, plan, say)
-        report = summarise(engine, store, plan, options, outcome)
-        say()
-        say(report)
-        return 0
-    except KeyboardInterrupt:
-        say("\ninterrupted: stopping the stack")
-        return 130
-    except StackError as error:
-        logger.error("%s", error)
-        return 1
+        outcome = replay(stack, store, plan, say, on_tick)
+        live_figures, simulated, table = compare(engine, store, plan, options, outcome)
+        return DemoResult(plan, outcome, live_figures, simulated, table)
     finally:
         leftovers = stack.stop()
         say(f"stopped: controller, gateway and replicas ({'no' if not leftovers else len(leftovers)} "
@@ -193,7 +205,9 @@ class ReplayOutcome:
     status: np.ndarray
 
 
-def replay(stack: LocalStack, store: Any, plan: ReplayPlan, say: Printer) -> ReplayOutcome:
+def replay(
+    stack: LocalStack, store: Any, plan: ReplayPlan, say: Printer, on_tick: Tick | None
+) -> ReplayOutcome:
     """Send the live day through the gateway (open loop) and print a line a second while it runs."""
     from inference.loadgen import RateStep, run_open_loop
     from inference.testing import digits_body
@@ -214,7 +228,11 @@ def replay(stack: LocalStack, store: Any, plan: ReplayPlan, say: Printer) -> Rep
     rates = per_second(plan.live_rates_rps(), plan.interval_replay_s)
     while sender.is_alive():
         sender.join(timeout=1.0)
+        if not sender.is_alive():
+            break
         elapsed = time.time() - started_at
+        if on_tick is not None:
+            on_tick(stack, elapsed)
         second = min(int(elapsed), len(rates) - 1)
         say(live_line(stack, store, plan, elapsed, float(rates[second]), time.time()))
     load = result["load"]
@@ -230,8 +248,13 @@ def live_line(
     except (StackError, httpx.HTTPError):
         status = {}
     desired = status.get("desired_replicas")
-    decision = (status.get("last_decision") or {}).get("reasons") or []
-    reason = next((r for r in reversed(decision) if not r.startswith(("lead-time", "combine"))), "")
+    last = status.get("last_decision") or {}
+    reasons = [str(r) for r in last.get("reasons") or []]
+    # the reason of the step that set the count (e.g. "predictive: upper forecast ..."), else the last one
+    source = str(last.get("source") or "")
+    reason = next(
+        (r for r in reversed(reasons) if r.startswith(source + ":")), reasons[-1] if reasons else ""
+    )
     trace_minutes = elapsed * plan.compression / 60
     clock = f"{int(trace_minutes // 60) % 24:02d}:{int(trace_minutes % 60):02d}"
 
@@ -243,10 +266,3 @@ def live_line(
         f"{elapsed:4.0f} {clock:>5} {offered:5.0f} rps {number(snap.rps, ''):>7} {number(snap.forecast_upper_rps, ''):>9} "
         f"{ready + '/' + str(desired if desired is not None else '-'):>13} {number(snap.p95_ms, 'ms'):>7}  {reason[:70]}"
     )
-
-
-def summarise(engine: Any, store: Any, plan: ReplayPlan, options: DemoOptions, outcome: ReplayOutcome) -> str:
-    """Live figures beside the simulator's for the same replay (trace, scale, compression, capacity, startup)."""
-    from prewarm.demo.compare import compare
-
-    return compare(engine, store, plan, options, outcome)

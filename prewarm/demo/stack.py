@@ -2,7 +2,7 @@
 
 Each child runs in its own session so a terminal's Ctrl-C reaches only the demo, which then stops them in order:
 gateway, then controller (which drains and stops its replicas). ``stop()`` ends with a sweep for any process that
-still carries the stack's state directory on its command line or in its environment, so nothing is left behind.
+still carries the stack's marker in its environment (children inherit it), so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -150,19 +150,19 @@ class LocalStack:
         return self.kill_leftovers()
 
     def kill_leftovers(self) -> list[int]:
-        """Kill any process still marked as part of this stack (there should be none)."""
+        """Kill any process still marked as part of this stack (there should be none) and say which."""
         marker = str(self.workdir.resolve())
         killed = []
-        for process in psutil.process_iter(["pid", "cmdline", "environ"]):
+        for process in psutil.process_iter(["pid", "name", "environ"]):
             if process.pid == os.getpid():
                 continue
             try:
                 environ = process.info.get("environ") or {}
-                cmdline = " ".join(process.info.get("cmdline") or [])
             except (psutil.Error, TypeError):
                 continue
-            if environ.get("PREWARM_STACK_DIR") == marker or marker in cmdline:
+            if environ.get("PREWARM_STACK_DIR") == marker:
                 with contextlib.suppress(psutil.Error):
+                    logger.warning("killing leftover process %d (%s)", process.pid, process.info.get("name"))
                     process.kill()
                     killed.append(process.pid)
         return killed
