@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -347,44 +348,40 @@ def budget_cap(policy: ScalingPolicy) -> int | None:
     return max(1, min(caps)) if caps else None
 
 
+def _until(ends_at: float) -> str:
+    """An override's end for a reason text: UTC time of day (date too when it is not today's), or 'further notice'."""
+    if not math.isfinite(ends_at):
+        return "further notice"
+    return datetime.fromtimestamp(ends_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def apply_overrides(
     active: tuple[OverrideValue, ...], current: int, desired: int
 ) -> tuple[int, list[Reason]]:
-    """Floor, then pin, then freeze (the strongest last). Reactive-only and dry-run act elsewhere."""
+    """Floor, then pin, then freeze (the strongest last). Reactive-only and dry-run act elsewhere.
+
+    A floor says so when it raises the count; a pin and a freeze always say so while active, even when the count
+    already matches, so the decision log shows who is in charge (and when that ends)."""
     reasons: list[Reason] = []
     for override in active:
         if override.kind is OverrideKind.FLOOR and override.value is not None and desired < override.value:
             reasons.append(
-                Reason(
-                    "floor",
-                    f"override: at least {override.value} until {override.ends_at:.0f}",
-                    desired,
-                    override.value,
-                )
-            )
+                Reason("floor", f"override: at least {override.value} until {_until(override.ends_at)}",
+                       desired, override.value)
+            )  # fmt: skip
             desired = override.value
     for override in active:
         if override.kind is OverrideKind.PIN and override.value is not None:
-            if desired != override.value:
-                reasons.append(
-                    Reason(
-                        "pin",
-                        f"override: exactly {override.value} until {override.ends_at:.0f}",
-                        desired,
-                        override.value,
-                    )
-                )
+            reasons.append(
+                Reason("pin", f"override: exactly {override.value} until {_until(override.ends_at)}",
+                       desired, override.value)
+            )  # fmt: skip
             desired = override.value
     for override in active:
         if override.kind is OverrideKind.FREEZE:
-            if desired != current:
-                reasons.append(
-                    Reason(
-                        "freeze",
-                        f"override: no changes until {override.ends_at:.0f}, keep {current}",
-                        desired,
-                        current,
-                    )
-                )
+            reasons.append(
+                Reason("freeze", f"override: no changes until {_until(override.ends_at)}, keep {current}",
+                       desired, current)
+            )  # fmt: skip
             desired = current
     return desired, reasons

@@ -388,6 +388,13 @@ def test_pin_sets_exactly_n() -> None:
     assert d.desired == 8 and d.source == "pin"
 
 
+def test_an_active_pin_is_named_even_when_the_count_already_matches() -> None:
+    # the reactive path alone would also keep 4: the log must still say the pin is in charge, and until when
+    d = run(o=obs(current=4, cpu=50, overrides=over(OverrideKind.PIN, 4, end=NOW + 600)))
+    assert d.desired == 4 and d.source == "pin"
+    assert any(str(r).startswith("pin: override: exactly 4 until 1970-01-02 ") for r in d.reasons)
+
+
 def test_floor_raises_to_at_least_n_and_beats_the_budget() -> None:
     p = policy(max_replicas=50, budget_replica_hours_per_hour=2)
     d = run(p, obs(current=2, cpu=40, overrides=over(OverrideKind.FLOOR, 9)))
