@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test lint bench bench-store venv clean
+.PHONY: demo test lint bench bench-store bench-replica bench-gateway bench-forecast bench-simulate venv clean
 
 venv: $(VENV)/.installed
 
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: venv
 	$(BIN)/prewarm db upgrade
-	$(BIN)/prewarm status
+	$(BIN)/prewarm demo
 
 lint: venv
 	$(BIN)/ruff check .
@@ -32,7 +32,27 @@ bench-store: venv
 	scripts/ensure-system.sh
 	$(BIN)/python -m benchmarks.store_bench
 
-bench: bench-store
+bench-replica: venv
+	scripts/ensure-system.sh
+	$(BIN)/pip install -q --no-deps rapidocr-onnxruntime==1.4.4
+	$(BIN)/python -m benchmarks.replica_bench
+
+bench-gateway: venv
+	scripts/ensure-system.sh
+	$(BIN)/python -m benchmarks.gateway_bench
+
+bench-forecast: venv
+	for trace in nasa_http_jul1995_1min; do \
+	  $(BIN)/prewarm forecast backtest --trace data/traces/$$trace.csv --horizon-s 600 --every-s 3600 --eval-s 604800; \
+	done
+	for trace in azure_llm_conv_2023_1s azure_llm_code_2023_1s; do \
+	  $(BIN)/prewarm forecast backtest --trace data/traces/$$trace.csv --horizon-s 60 --every-s 60 --eval-s 1800; \
+	done
+
+bench-simulate: venv
+	$(BIN)/python -m benchmarks.simulate_bench
+
+bench: bench-store bench-replica bench-gateway bench-forecast bench-simulate
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache prewarm.db prewarm.db-shm prewarm.db-wal
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var prewarm.db prewarm.db-shm prewarm.db-wal
