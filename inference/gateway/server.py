@@ -38,7 +38,7 @@ class GatewayConfig:
 
     deployment: str = "default"
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = 8000
     registry_dir: Path | None = None  # where the backend publishes replicas.json; None: static upstreams only
     static_upstreams: tuple[
         str, ...
