@@ -26,3 +26,7 @@ def test_relative_links_point_at_files_that_exist() -> None:
     links = re.findall(r"\]\(([^)#:]+)\)", README)
     assert links
     assert [link for link in links if not (ROOT / link).exists()] == []
+
+
+def test_no_template_placeholder_is_left() -> None:
+    assert "@@" not in README
