@@ -264,5 +264,5 @@ def live_line(
     ready = "-" if not math.isfinite(snap.ready) else f"{snap.ready:.0f}"
     return (
         f"{elapsed:4.0f} {clock:>5} {offered:5.0f} rps {number(snap.rps, ''):>7} {number(snap.forecast_upper_rps, ''):>9} "
-        f"{ready + '/' + str(desired if desired is not None else '-'):>13} {number(snap.p95_ms, 'ms'):>7}  {reason[:70]}"
+        f"{ready + '/' + str(desired if desired is not None else '-'):>13} {number(snap.p95_ms, 'ms'):>7}  {reason[:100]}"
     )
