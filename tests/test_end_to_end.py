@@ -164,3 +164,42 @@ def _replica_events(database_url: str) -> list[tuple[str, float, float | None]]:
     finally:
         engine.dispose()
     return [(event, ts.timestamp(), duration) for event, ts, duration in rows]
+
+
+def test_ctrl_c_stops_the_demo_and_leaves_no_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    workdir = tmp_path / "stack"
+    env = {**os.environ, "PREWARM_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"}
+    command = [
+        sys.executable,
+        "-m",
+        "prewarm.cli",
+        "demo",
+        "--workdir",
+        str(workdir),
+        "--compression",
+        "1440",
+    ]
+    demo = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert demo.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the replay is under way (the live view prints)
+        line = demo.stdout.readline()
+        lines.append(line)
+        if "last decision" in line:
+            break
+    else:
+        demo.kill()
+        raise AssertionError("".join(lines[-30:]))
+    time.sleep(3)
+    marker_processes = _stack_processes(LocalStack(workdir, "", ""))
+    assert any("replica" in " ".join(p.cmdline()) for p in marker_processes)  # replicas were running
+    demo.send_signal(signal.SIGINT)
+    output, _ = demo.communicate(timeout=90)
+    assert demo.returncode == 130, output[-2000:]
+    assert "no leftover processes" in output
+    assert _stack_processes(LocalStack(workdir, "", "")) == []
