@@ -30,7 +30,7 @@ from controller import repository
 from controller.backends.base import BackendError, ReplicaBackend, ReplicaState
 from controller.backends.factory import build_backend
 from controller.decide import Decision, DecisionState, ForecastInput, Observations, decide
-from controller.sources.prometheus import ObservationWindow
+from controller.sources.window import ObservationWindow
 from prewarm import metric_names as m
 from prewarm.db.engine import session_factory
 from prewarm.db.models import Deployment, ScalingDecision

@@ -7,16 +7,13 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
-from controller import repository
 from controller.api.forecast_refresh import ForecasterUnavailable
 from controller.loop import ReconcileLoop
 from forecaster.job import ForecastJob
-from prewarm.db.engine import session_factory
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +67,7 @@ class ControllerRuntime:
         if job is None:
             raise ForecasterUnavailable("this controller runs without a forecaster")
 
-        def run() -> int | None:
-            with session_factory(self.engine)() as session:
-                deployment_id = repository.get_deployment(session, deployment).id
-            return job.run_deployment(deployment_id, deployment, datetime.now(UTC), force=True)
-
-        return await asyncio.get_running_loop().run_in_executor(self._fit_pool, run)
+        return await asyncio.get_running_loop().run_in_executor(self._fit_pool, job.refresh, deployment)
 
     def trigger_forecasts(self) -> None:
         """Look for due forecasts now rather than at the next poll (e.g. after a deployment was created)."""

@@ -152,6 +152,20 @@ class ForecastJob:
                 written.append(run_id)
         return written
 
+    def refresh(self, name: str, now: datetime | None = None) -> int | None:
+        """Forecast deployment ``name`` now, whatever its schedule; the run's id, or None without history.
+
+        Raises LookupError for an unknown deployment."""
+        from sqlalchemy import select
+
+        from prewarm.db.models import Deployment
+
+        with self.engine.connect() as connection:
+            deployment_id = connection.execute(select(Deployment.id).where(Deployment.name == name)).scalar()
+        if deployment_id is None:
+            raise LookupError(f"unknown deployment {name!r}")
+        return self.run_deployment(deployment_id, name, now or datetime.now(UTC), force=True)
+
     def run_deployment(self, deployment_id: int, name: str, now: datetime, force: bool = False) -> int | None:
         """Forecast one deployment if it is due (or ``force``); returns the new run's id, or None when not due or
         there is no data."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from controller.simulation.metrics import SurgeRule, find_surges, surge_lead_s
 from prewarm.demo import live
 from prewarm.demo.replay import per_second, plan_days
 from prewarm.traces import Trace
@@ -50,9 +51,19 @@ def test_violating_seconds_counts_slow_and_failed_seconds() -> None:
 
 
 def test_surge_leads_negative_when_capacity_was_there_first() -> None:
+    # the simulator's surge functions, as the demo uses them (with a rule for seconds-long windows)
+    rule = SurgeRule(rise_window_s=5, separation_s=30, lookback_s=40, smoothing_s=1, sample_step_s=1)
     demand = np.array([10.0] * 20 + [100.0] * 20)
     early = np.where(np.arange(40) >= 15, 120.0, 20.0)  # capacity 5 s before the surge
     late = np.where(np.arange(40) >= 24, 120.0, 20.0)  # 4 s after
-    assert live.surge_leads(demand, early, 0.25, 5, 30) == [-5.0]
-    assert live.surge_leads(demand, late, 0.25, 5, 30) == [4.0]
-    assert live.surge_leads(demand, np.full(40, 20.0), 0.25, 5, 30) == [None]
+    [surge] = find_surges(demand, rule)
+    assert (surge.t, surge.level_rps) == (20, 100.0)
+    assert surge_lead_s(early, 1.0, surge, rule) == -5.0
+    assert surge_lead_s(late, 1.0, surge, rule) == 4.0
+    assert surge_lead_s(np.full(40, 20.0), 1.0, surge, rule) is None
+
+
+def test_a_compressed_surge_rule_keeps_its_meaning_in_trace_time() -> None:
+    rule = SurgeRule().compressed(360)
+    assert (rule.rise_window_s, rule.separation_s, rule.lookback_s) == (2, 5, 10)
+    assert rule.smoothing_s >= 1 and rule.sample_step_s >= 1

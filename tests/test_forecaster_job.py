@@ -161,3 +161,14 @@ def test_a_time_compressed_replay_is_forecast_with_its_compressed_daily_pattern(
     assert np.allclose(np.diff(stamps), 1.0)  # replay seconds, not stretched ones
     expected = 100 + 80 * np.sin(2 * np.pi * stamps / day_s)
     assert np.mean(np.abs(np.array([p.point for p in points]) - expected)) < 10.0
+
+
+def test_refresh_forecasts_a_deployment_by_name_even_when_not_due(engine: Engine) -> None:
+    add_deployment(engine, "web")
+    add_rps_history(engine, "web", hours=3)
+    job = ForecastJob(engine, settings())
+    assert job.run_once(now=NOW) and job.run_once(now=NOW) == []  # the second pass is not due
+    assert job.refresh("web", now=NOW) is not None
+    assert len(runs(engine)) == 2
+    with pytest.raises(LookupError, match="nope"):
+        job.refresh("nope", now=NOW)

@@ -6,10 +6,8 @@ newest forecast is younger than the policy's refit interval.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -20,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 class ForecasterUnavailable(RuntimeError):
-    """This process cannot run a forecast (the forecaster job is missing or too old); the message says why."""
+    """This process cannot run a forecast (the forecaster cannot be imported); the message says why."""
 
 
 def direct_forecast_job(engine: Engine, settings: Settings) -> Callable[[str], Any]:
@@ -29,19 +27,4 @@ def direct_forecast_job(engine: Engine, settings: Settings) -> Callable[[str], A
         from forecaster.job import ForecastJob
     except ImportError as error:
         raise ForecasterUnavailable(f"the forecaster job cannot be imported: {error}") from error
-    job = ForecastJob(engine, settings)
-    run_deployment: Any = job.run_deployment
-    if "force" not in inspect.signature(run_deployment).parameters:
-        raise ForecasterUnavailable(
-            "the forecaster job cannot force a refresh (run_deployment has no force=)"
-        )
-
-    def run(deployment_name: str) -> Any:
-        from controller import repository
-        from prewarm.db.engine import session_factory
-
-        with session_factory(engine)() as session:
-            deployment_id = repository.get_deployment(session, deployment_name).id
-        return run_deployment(deployment_id, deployment_name, datetime.now(UTC), force=True)
-
-    return run
+    return ForecastJob(engine, settings).refresh

@@ -11,16 +11,43 @@ from controller.decision_values import FloatArray
 from controller.simulation.cluster import ClusterModel
 from controller.simulation.engine import PolicyRun
 
-SURGE_RISE_FRACTION = 0.25  # a surge: the 1-min mean rate rises by >= 25 % of the trace's peak ...
-SURGE_RISE_WINDOW_S = 600  # ... within 10 minutes
-SURGE_SEPARATION_S = 1800  # surges closer than this are one
-SURGE_LOOKBACK_S = 3600  # lead is measured within an hour either side
+
+@dataclass(frozen=True)
+class SurgeRule:
+    """What counts as a surge, in seconds of the series: the smoothed rate rises by ``rise_fraction`` of its peak
+    within ``rise_window_s``; surges closer than ``separation_s`` are one; leads are measured within ``lookback_s``
+    either side. A time-compressed replay uses ``compressed(factor)`` so the rule keeps its meaning in trace time."""
+
+    rise_fraction: float = 0.25
+    rise_window_s: int = 600
+    separation_s: int = 1800
+    lookback_s: int = 3600
+    smoothing_s: int = 60  # the rate is a trailing mean over this many seconds
+    sample_step_s: int = 10  # rises are looked for every this many seconds (speed)
+
+    def compressed(self, factor: float) -> SurgeRule:
+        """The same rule for a series played ``factor`` times faster (every window at least one second)."""
+
+        def scale(seconds: int) -> int:
+            return max(1, round(seconds / factor))
+
+        return SurgeRule(
+            self.rise_fraction,
+            scale(self.rise_window_s),
+            scale(self.separation_s),
+            scale(self.lookback_s),
+            scale(self.smoothing_s),
+            scale(self.sample_step_s),
+        )
+
+
+DEFAULT_SURGE_RULE = SurgeRule()
 
 
 @dataclass(frozen=True)
 class Surge:
-    t: int  # second the rise ends (the 1-min mean reaches its level)
-    level_rps: float  # the 1-min mean rate reached
+    t: int  # second the rise ends (the smoothed rate reaches its level)
+    level_rps: float  # the smoothed rate reached
 
 
 @dataclass(frozen=True)
@@ -54,44 +81,46 @@ def violating_seconds(run: PolicyRun, arrivals: FloatArray, cluster: ClusterMode
     return over | (run.dropped > 0) | ((run.ready <= 0) & (arrivals > 0))
 
 
-def minute_means(arrivals: FloatArray) -> FloatArray:
-    """Trailing 60 s mean rate at each second."""
+def trailing_means(arrivals: FloatArray, window_s: int = 60) -> FloatArray:
+    """Trailing ``window_s`` mean rate at each second."""
     c = np.concatenate(([0.0], np.cumsum(arrivals)))
     idx = np.arange(1, len(arrivals) + 1)
-    lo = np.maximum(idx - 60, 0)
+    lo = np.maximum(idx - window_s, 0)
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def find_surges(arrivals: FloatArray) -> list[Surge]:
-    """Sharp rises of the 1-min mean rate (see the constants above), at most one per ``SURGE_SEPARATION_S``."""
-    m = minute_means(arrivals)
-    if m.size <= SURGE_RISE_WINDOW_S:
+def find_surges(arrivals: FloatArray, rule: SurgeRule = DEFAULT_SURGE_RULE) -> list[Surge]:
+    """Sharp rises of the smoothed rate (see ``SurgeRule``), at most one per ``rule.separation_s``."""
+    m = trailing_means(arrivals, rule.smoothing_s)
+    if m.size <= rule.rise_window_s:
         return []
     peak = float(m.max())
     if peak <= 0:
         return []
-    # trailing minimum over the rise window, sampled every 10 s for speed
-    step = 10
+    # trailing minimum over the rise window, sampled every ``sample_step_s`` for speed
+    step = rule.sample_step_s
     sampled = m[::step]
-    w = SURGE_RISE_WINDOW_S // step
+    w = max(1, rule.rise_window_s // step)
     padded = np.concatenate((np.full(w, np.inf), sampled))
     windows = np.lib.stride_tricks.sliding_window_view(padded, w + 1)[: sampled.size]
     rise = sampled - windows.min(axis=1)
-    candidates = np.flatnonzero(rise >= SURGE_RISE_FRACTION * peak)
+    candidates = np.flatnonzero(rise >= rule.rise_fraction * peak)
     surges: list[Surge] = []
-    last = -SURGE_SEPARATION_S
+    last = -rule.separation_s
     for k in candidates:
         t = int(k * step)
-        if t - last < SURGE_SEPARATION_S:
+        if t - last < rule.separation_s:
             continue
-        # the surge's level: the highest 1-min mean of the next rise window
-        level = float(m[t : t + SURGE_RISE_WINDOW_S].max())
+        # the surge's level: the highest smoothed rate of the next rise window
+        level = float(m[t : t + rule.rise_window_s].max())
         surges.append(Surge(t, level))
         last = t
     return surges
 
 
-def surge_lead_s(ready: FloatArray, capacity_rps: float, surge: Surge) -> float | None:
+def surge_lead_s(
+    ready: FloatArray, capacity_rps: float, surge: Surge, rule: SurgeRule = DEFAULT_SURGE_RULE
+) -> float | None:
     """Seconds from the surge to when capacity covered its level: negative = ready before it arrived.
 
     Before: the start of the last stretch, within the lookback, during which capacity stayed >= the level up to
@@ -100,11 +129,11 @@ def surge_lead_s(ready: FloatArray, capacity_rps: float, surge: Surge) -> float 
     covered = ready * capacity_rps >= surge.level_rps
     t = surge.t
     if covered[t]:
-        lo = max(0, t - SURGE_LOOKBACK_S)
+        lo = max(0, t - rule.lookback_s)
         not_covered = np.flatnonzero(~covered[lo : t + 1])
         start = lo + (int(not_covered[-1]) + 1 if not_covered.size else 0)
         return float(start - t)
-    after = np.flatnonzero(covered[t : t + SURGE_LOOKBACK_S])
+    after = np.flatnonzero(covered[t : t + rule.lookback_s])
     return float(after[0]) if after.size else None
 
 

@@ -9,25 +9,20 @@ the caller decides from what it has (``decide()`` keeps the current count withou
 from __future__ import annotations
 
 import logging
-import math
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
+from controller.sources.window import FloatArray, ObservationWindow, window_axis
 from prewarm import metric_names as m
 
 if TYPE_CHECKING:
-    from prewarm.db.store import Sample
     from prewarm.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_SELECTOR = 'deployment="$deployment"'
 DEFAULT_RATE_WINDOW = "30s"
@@ -47,45 +42,6 @@ DEFAULT_QUERIES: Mapping[str, str] = {
     m.IN_FLIGHT: "sum(prewarm_replica_in_flight_requests{$selector})",
     m.READY_REPLICAS: "sum(prewarm_replica_ready{$selector})",
 }
-
-
-@dataclass(frozen=True)
-class ObservationWindow:
-    """Values of several metrics of one deployment on one evenly spaced time axis (epoch seconds)."""
-
-    deployment: str
-    timestamps: FloatArray
-    values: Mapping[str, FloatArray]  # metric name (prewarm.metric_names) -> values, NaN where unknown
-    errors: tuple[str, ...] = field(default=())  # one line per failed query; empty when all answered
-
-    @property
-    def complete(self) -> bool:
-        """Every query answered (values may still be NaN where Prometheus had no samples)."""
-        return not self.errors
-
-    def get(self, metric: str) -> FloatArray:
-        """The values of ``metric``, all NaN when it was not queried or its query failed."""
-        values = self.values.get(metric)
-        return values if values is not None else np.full(self.timestamps.shape, np.nan)
-
-    def latest(self, metric: str) -> float:
-        """The most recent finite value of ``metric``, NaN when there is none."""
-        values = self.get(metric)
-        finite = np.flatnonzero(np.isfinite(values))
-        return float(values[finite[-1]]) if finite.size else math.nan
-
-    def to_samples(self) -> list[Sample]:
-        """The finite values as metrics-store samples, to store Prometheus observations like any others."""
-        from prewarm.db.store import Sample
-
-        samples: list[Sample] = []
-        for metric, values in self.values.items():
-            finite = np.isfinite(values)
-            samples.extend(
-                Sample(self.deployment, metric, float(ts), float(value))
-                for ts, value in zip(self.timestamps[finite], values[finite], strict=True)
-            )
-        return samples
 
 
 def render_query(template: str, deployment: str, selector: str, rate_window: str) -> str:
@@ -163,11 +119,8 @@ class PrometheusSource:
         if duration_s <= 0 or step_s < 1 or step_s != int(step_s):
             # The client sends start and end as whole seconds: only whole-second steps stay on the axis.
             raise ValueError("duration_s must be positive and step_s a whole number of seconds")
-        end_s = end.timestamp() if isinstance(end, datetime) else float(end)
-        last = math.floor(end_s / step_s) * step_s
-        points = max(1, round(duration_s / step_s))
-        start = last - (points - 1) * step_s
-        timestamps = start + step_s * np.arange(points, dtype=np.float64)
+        timestamps = window_axis(end, duration_s, step_s)
+        start, points = float(timestamps[0]), len(timestamps)
         values: dict[str, FloatArray] = {}
         errors: list[str] = []
         for metric, template in self.queries.items():

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller.sources.prometheus import FloatArray, ObservationWindow, PrometheusSource
+from controller.sources.prometheus import PrometheusSource
+from controller.sources.window import FloatArray, ObservationWindow, window_axis
 from prewarm import metric_names as m
 from prewarm.db.store import InvalidSampleError, MetricsStore, UnknownDeploymentError
 
@@ -37,13 +37,10 @@ class StoreSource:
         self, deployment: str, end: datetime | float, duration_s: float, step_s: float = 1.0
     ) -> ObservationWindow:
         """Every metric over ``(end - duration_s, end]`` at ``step_s``; NaN where no sample was stored."""
-        end_s = end.timestamp() if isinstance(end, datetime) else float(end)
-        last = math.floor(end_s / step_s) * step_s
-        points = max(1, round(duration_s / step_s))
-        start = last - (points - 1) * step_s
-        timestamps = start + step_s * np.arange(points, dtype=np.float64)
-        start_dt = datetime.fromtimestamp(start, UTC)
-        end_dt = datetime.fromtimestamp(last + step_s, UTC)
+        timestamps = window_axis(end, duration_s, step_s)
+        points = len(timestamps)
+        start_dt = datetime.fromtimestamp(float(timestamps[0]), UTC)
+        end_dt = datetime.fromtimestamp(float(timestamps[-1]) + step_s, UTC)
         values: dict[str, FloatArray] = {}
         errors: list[str] = []
         for metric in self.metrics:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from controller.simulation.cluster import DEFAULT_SLO_P95_MS
+from controller.simulation.metrics import SurgeRule
 from prewarm import metric_names as m
 from prewarm.demo import live
 from prewarm.demo.replay import ReplayPlan, per_second
@@ -15,9 +17,12 @@ from prewarm.demo.replay import ReplayPlan, per_second
 if TYPE_CHECKING:
     from prewarm.demo.run import DemoOptions, ReplayOutcome
 
-SURGE_RISE_FRACTION = 0.25
-SURGE_RISE_WINDOW_TRACE_S = 3600  # a rise within an hour of trace time ...
-SURGE_SEPARATION_TRACE_S = 7200  # ... and surges two hours apart
+# The simulator's surge metric, with windows for a day replayed in minutes (in trace seconds; compressed below):
+# a rise by a quarter of the peak within an hour, surges two hours apart, leads measured over the whole day. The
+# simulator's own 10-minute rise window would shrink to a second or two, shorter than a replayed second averages.
+DEMO_SURGE_RULE = SurgeRule(
+    rise_window_s=3600, separation_s=7200, lookback_s=86_400, smoothing_s=360, sample_step_s=360
+)
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,14 @@ def compare(
     return live_figures, simulated, table(live_figures, simulated, plan, options, startup_s)
 
 
-def surge_params(plan: ReplayPlan) -> tuple[int, int]:
-    return (
-        max(1, round(SURGE_RISE_WINDOW_TRACE_S / plan.compression)),
-        max(1, round(SURGE_SEPARATION_TRACE_S / plan.compression)),
-    )
+def surge_leads(
+    demand: np.ndarray, ready: np.ndarray, capacity_rps: float, plan: ReplayPlan
+) -> list[float | None]:
+    """Lead of capacity over each surge of the replayed demand, by the simulator's own surge functions."""
+    from controller.simulation.metrics import find_surges, surge_lead_s
+
+    rule = DEMO_SURGE_RULE.compressed(plan.compression)
+    return [surge_lead_s(ready, capacity_rps, surge, rule) for surge in find_surges(demand, rule)]
 
 
 def static_replicas(plan: ReplayPlan, options: DemoOptions) -> int:
@@ -78,8 +86,9 @@ def live_run(
     ready = live.per_second_series(store, "digits", m.READY_REPLICAS, outcome.started_at, seconds)
     ready = np.nan_to_num(ready, nan=0.0)
     demand = per_second(plan.live_rates_rps(), plan.interval_replay_s)
-    window, separation = surge_params(plan)
-    violating = live.violating_seconds(outcome.intended_s, outcome.latency_s, outcome.status, seconds, 50.0)
+    violating = live.violating_seconds(
+        outcome.intended_s, outcome.latency_s, outcome.status, seconds, DEFAULT_SLO_P95_MS
+    )
     return Figures(
         served=float(ok.sum()),
         errors=float((~ok).sum()),
@@ -87,9 +96,7 @@ def live_run(
         replica_minutes=float(billed.sum()) / 60,
         static_replica_minutes=static_replicas(plan, options) * seconds / 60,
         violation_share=float(violating.mean()) if seconds else 0.0,
-        surge_leads=live.surge_leads(
-            demand, ready * options.capacity_rps, SURGE_RISE_FRACTION, window, separation
-        ),
+        surge_leads=surge_leads(demand, ready, options.capacity_rps, plan),
     )
 
 
@@ -108,7 +115,7 @@ def simulate(plan: ReplayPlan, options: DemoOptions, startup_s: float, live_star
         "demo replay", live_start - len(history), arrivals, plan.scale, 1, float(plan.live_rates_rps().max())
     )
     cluster = ClusterModel(
-        replica_capacity_rps=options.capacity_rps, prewarm_s=startup_s, scheduling_delay_s=0.0, slo_p95_ms=SLO
+        replica_capacity_rps=options.capacity_rps, prewarm_s=startup_s, scheduling_delay_s=0.0
     )
     result = run_simulation(workload, cluster, ScalingPolicy(**demo_policy(options)), ("prewarm",))
     run = result.runs["prewarm"]
@@ -118,7 +125,6 @@ def simulate(plan: ReplayPlan, options: DemoOptions, startup_s: float, live_star
         run.dropped[live_part], run.p95_ms[live_part], run.actions,
     )  # fmt: skip
     violating = violating_seconds(sliced, demand, cluster)
-    window, separation = surge_params(plan)
     seconds = len(demand)
     finite_p95 = sliced.p95_ms[np.isfinite(sliced.p95_ms)]
     return Figures(
@@ -128,13 +134,8 @@ def simulate(plan: ReplayPlan, options: DemoOptions, startup_s: float, live_star
         replica_minutes=float(sliced.billed.sum()) / 60,
         static_replica_minutes=static_replicas(plan, options) * seconds / 60,
         violation_share=float(violating.mean()),
-        surge_leads=live.surge_leads(
-            demand, sliced.ready * options.capacity_rps, SURGE_RISE_FRACTION, window, separation
-        ),
+        surge_leads=surge_leads(demand, sliced.ready, options.capacity_rps, plan),
     )
-
-
-SLO = 50.0
 
 
 def table(

@@ -128,26 +128,3 @@ def violating_seconds(intended_s: FloatArray, latency_s: FloatArray, status: Flo
         latencies = np.where(np.isnan(latencies), np.inf, latencies)
         violating[s] = failed or float(np.percentile(latencies, 95)) * 1000.0 > slo_ms
     return violating
-
-
-def surge_leads(demand_rps: FloatArray, ready_capacity_rps: FloatArray, rise_fraction: float, rise_window_s: int,
-                separation_s: int) -> list[float | None]:  # fmt: skip
-    """For each surge of ``demand`` (a rise by ``rise_fraction`` of its peak within ``rise_window_s``), seconds
-    between capacity covering the surge's level and the surge (negative: before it; None: never)."""
-    peak = float(np.max(demand_rps)) if demand_rps.size else 0.0
-    leads: list[float | None] = []
-    last = -separation_s
-    for t in range(rise_window_s, len(demand_rps)):
-        low = float(np.min(demand_rps[t - rise_window_s : t]))
-        if demand_rps[t] - low < rise_fraction * peak or t - last < separation_s:
-            continue
-        last = t
-        level = float(demand_rps[t])
-        covered = ready_capacity_rps >= level
-        if covered[t]:
-            before = np.flatnonzero(~covered[: t + 1])
-            leads.append(float((before[-1] + 1 if before.size else 0) - t))
-        else:
-            after = np.flatnonzero(covered[t:])
-            leads.append(float(after[0]) if after.size else None)
-    return leads

@@ -31,7 +31,6 @@ from prewarm.demo.stack import LocalStack, StackError
 logger = logging.getLogger(__name__)
 
 DEPLOYMENT = "digits"
-SLO_P95_MS = 50.0
 
 
 @dataclass(frozen=True)
