@@ -15,6 +15,7 @@ oracle cost / cost.
 from __future__ import annotations
 
 import argparse
+import functools
 
 import numpy as np
 
@@ -34,6 +35,17 @@ MULTIPLIERS = (1.3, 1.6, 2.0, 2.5, 3.0)
 SLO_SECONDS_SHARE = 0.001  # the simulator goal: at most 0.1 % of seconds violating
 
 
+def idealised_outcome(
+    known: np.ndarray, headroom: float, next_minutes: np.ndarray, capacity: float, oracle_minutes: float
+) -> tuple[float, float, float]:
+    """Cost / oracle's, share of minutes short and share of seconds over capacity when each minute's replicas are
+    ``known[minute - 1] x headroom`` (at least one)."""
+    replicas = np.maximum(1.0, np.ceil(known[:-1] * headroom / capacity - 1e-9))
+    over = next_minutes > (replicas * capacity)[:, None]
+    cost = float(replicas.sum()) / oracle_minutes
+    return cost, float(over.any(axis=1).mean()), float(over.mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", default="nasa,conv,code")
@@ -47,7 +59,7 @@ def main() -> None:
         arrivals = workload.arrivals
         minutes = len(arrivals) // 60
         per_minute = arrivals[: minutes * 60].reshape(minutes, 60)
-        mean_rps, peak_rps = per_minute.mean(axis=1), per_minute.max(axis=1)
+        mean_rps = per_minute.mean(axis=1)
         schedule = oracle_schedule(arrivals, cluster)
         oracle_run = simulate_schedule("oracle", workload, cluster, schedule.ready, schedule.billed, 0)
         oracle = summarise(oracle_run, arrivals, cluster, [])
@@ -60,7 +72,9 @@ def main() -> None:
             f"(above the lower quartile): median {np.median(ratio):.2f}, q90 {np.quantile(ratio, 0.9):.2f}, "
             f"q99 {np.quantile(ratio, 0.99):.2f}"
         )
-        print("| known at the end of each minute | x headroom | cost / oracle | minutes short | seconds over |")
+        print(
+            "| known at the end of each minute | x headroom | cost / oracle | minutes short | seconds over |"
+        )
         print("|---|---:|---:|---:|---:|")
         window = 5
         padded = np.concatenate((np.zeros(window - 1), mean_rps))
@@ -70,13 +84,9 @@ def main() -> None:
             ("max of the last 5 minutes' means", recent_max),
         )
         next_minutes = per_minute[1:]
-
-        def outcome(known: np.ndarray, m: float) -> tuple[float, float, float]:
-            replicas = np.maximum(1.0, np.ceil(known[:-1] * m / capacity - 1e-9))
-            over = next_minutes > (replicas * capacity)[:, None]
-            cost = float(replicas.sum()) / oracle_minutes
-            return cost, float(over.any(axis=1).mean()), float(over.mean())
-
+        outcome = functools.partial(
+            idealised_outcome, next_minutes=next_minutes, capacity=capacity, oracle_minutes=oracle_minutes
+        )
         for label, known in rules:
             for m in MULTIPLIERS:
                 cost, short, seconds_over = outcome(known, m)
@@ -92,6 +102,7 @@ def main() -> None:
                     break
             else:
                 print(f"- {label}: no headroom up to x5 keeps seconds over capacity <= 0.1 %")
+
 
 if __name__ == "__main__":
     main()
