@@ -48,6 +48,7 @@ bench-forecast: venv
 	for trace in azure_llm_conv_2023_1s azure_llm_code_2023_1s; do \
 	  $(BIN)/prewarm forecast backtest --trace data/traces/$$trace.csv --horizon-s 60 --every-s 60 --eval-s 1800; \
 	done
+	$(BIN)/python -m benchmarks.forecast_bounds
 
 bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bench
