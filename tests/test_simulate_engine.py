@@ -158,3 +158,26 @@ def test_cli_prints_json_for_every_policy(tmp_path: Path, capsys: pytest.Capture
     assert out["cluster"]["startup_s"] == math.ceil(DEFAULT_PREWARM_S + DEFAULT_SCHEDULING_DELAY_S)
     assert out["policies"]["oracle"]["slo_violation_s"] == 0
     assert (tmp_path / "r" / "report.md").exists() and (tmp_path / "r" / "plot.png").stat().st_size > 0
+
+
+def test_prewarm_logs_the_forecast_band_it_could_use_for_the_plot() -> None:
+    policy = ScalingPolicy(
+        forecast_model="ma", forecast_min_history_s=1200, replica_capacity_rps=100.0, max_replicas=50
+    )
+    autoscaler = PrewarmAutoscaler(policy)
+    rng = np.random.default_rng(3)
+    simulate_closed_loop(autoscaler, workload(rng.poisson(150, 2400)), CLUSTER, 2, 1, 50)
+    band = np.array(autoscaler.band_log)
+    assert band.size and band[:, 0].min() >= 1200  # not before decide() may use a forecast
+    lower, point, upper = band[:, 1], band[:, 2], band[:, 3]
+    assert np.all(lower <= point) and np.all(point <= upper) and np.all(lower < upper)
+    assert 100 < np.median(point) < 200  # the moving average of a ~150 rps load
+
+
+def test_the_plot_zooms_on_the_day_with_the_highest_peak() -> None:
+    from controller.simulation.report import zoom_window
+
+    days = np.ones(3 * 86_400)
+    days[86_400 + 5000] = 50.0
+    assert zoom_window(days) == (86_400, 2 * 86_400)
+    assert zoom_window(np.ones(3600)) == (0, 3600)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from controller.simulation.metrics import violating_seconds
 from controller.simulation.run import SimulationResult
 
 
@@ -70,41 +72,104 @@ def markdown(result: SimulationResult, plot_name: str | None = None) -> str:
     return "\n".join(parts)
 
 
+POLICY_COLOURS = {
+    "static-peak": "tab:blue",
+    "hpa": "tab:orange",
+    "kpa": "tab:green",
+    "prewarm": "tab:red",
+    "hpa-tuned": "tab:purple",
+    "oracle": "tab:brown",
+}
+DAY_S = 86_400
+
+
+def zoom_window(arrivals: np.ndarray) -> tuple[int, int]:
+    """The seconds shown in detail: the whole trace up to a day long, else the whole day with the highest peak."""
+    n = len(arrivals)
+    if n <= DAY_S:
+        return 0, n
+    days = n // DAY_S
+    peaks = arrivals[: days * DAY_S].reshape(days, DAY_S).max(axis=1)
+    start = int(np.argmax(peaks)) * DAY_S
+    return start, start + DAY_S
+
+
+def _binned(x: np.ndarray, bin_s: int) -> np.ndarray:
+    bins = len(x) // bin_s
+    block = x[: bins * bin_s].reshape(bins, bin_s)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return np.asarray(np.nanmean(block, axis=1))
+
+
 def plot(result: SimulationResult, path: Path) -> None:
-    """Demand, each policy's ready capacity and prewarm's forecast band (per-minute means for readability)."""
+    """Two panels a person can read at a glance.
+
+    Top: one day in detail (the whole trace if shorter; else the day with the highest peak): demand, each policy's
+    ready capacity, and prewarm's forecast band (10-90 %) and point as they were known at each moment. Bottom: the
+    cumulative cost of each policy over the whole trace (log scale).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = result.workload.seconds
-    bin_s = 60 if n > 6 * 3600 else 10
-    bins = n // bin_s
-    hours = np.arange(bins) * bin_s / 3600.0
-
-    def binned(x: np.ndarray, how: str = "mean") -> np.ndarray:
-        block = x[: bins * bin_s].reshape(bins, bin_s)
-        return np.nanmax(block, axis=1) if how == "max" else block.mean(axis=1)
-
+    arrivals = result.workload.arrivals
     capacity = result.cluster.replica_capacity_rps
-    fig, ax = plt.subplots(figsize=(14, 6))
-    ax.plot(hours, binned(result.workload.arrivals), color="black", lw=0.8, label="demand (rps)")
+    start, end = zoom_window(arrivals)
+    span = end - start
+    bin_s = 60 if span > 6 * 3600 else 10
+    hours = (start + np.arange(span // bin_s) * bin_s) / 3600.0
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 9), height_ratios=(3, 2))
+    prewarm = result.runs.get("prewarm")
+    if prewarm is not None and "forecast_point_rps" in prewarm.extras:
+        lower = _binned(prewarm.extras["forecast_lower_rps"][start:end], bin_s)
+        point = _binned(prewarm.extras["forecast_point_rps"][start:end], bin_s)
+        upper = _binned(prewarm.extras["forecast_band_upper_rps"][start:end], bin_s)
+        statistic = "peak second" if result.policy.forecast_statistic == "max" else "mean"
+        step = f"{result.policy.forecast_step_s:g} s"
+        top.fill_between(
+            hours, lower, upper, color="tab:red", alpha=0.12, lw=0, step="post",
+            label=f"prewarm forecast 10-90 % band ({statistic} per {step})",
+        )  # fmt: skip
+        top.step(hours, point, where="post", color="tab:red", lw=0.7, ls="--", label="prewarm forecast point")
+    top.plot(hours, _binned(arrivals[start:end], bin_s), color="black", lw=0.8, label="demand (rps)")
     for name, run in result.runs.items():
-        ax.step(hours, binned(run.ready) * capacity, lw=0.9, where="post", label=f"{name} capacity")
-    band = result.runs.get("prewarm")
-    if band is not None and "forecast_upper_rps" in band.extras:
-        upper = band.extras["forecast_upper_rps"][: bins * bin_s].reshape(bins, bin_s)
-        with np.errstate(all="ignore"):
-            shown = np.where(
-                np.isfinite(upper).any(axis=1),
-                np.nanmax(np.where(np.isfinite(upper), upper, -np.inf), axis=1),
-                np.nan,
-            )
-        ax.plot(hours, shown, color="grey", lw=0.6, ls=":", label="prewarm upper forecast (rps)")
-    ax.set_xlabel("hours since trace start")
-    ax.set_ylabel("requests per second")
-    ax.set_title(f"{result.workload.name} x{result.workload.scale:.3g}: demand and ready capacity per policy")
-    ax.legend(loc="upper right", fontsize=8, ncol=2)
+        colour = POLICY_COLOURS.get(name.split(" ")[0])
+        top.step(
+            hours, _binned(run.ready[start:end], bin_s) * capacity, where="post", lw=1.0, color=colour,
+            label=f"{name} capacity",
+        )  # fmt: skip
+    if prewarm is not None:
+        bad = np.flatnonzero(violating_seconds(prewarm, arrivals, result.cluster)[start:end]) + start
+        if bad.size:
+            top.plot(
+                bad / 3600.0, np.zeros(bad.size), "|", color="tab:red", ms=12,
+                label=f"prewarm SLO-violating seconds ({bad.size})",
+            )  # fmt: skip
+    shown = "the whole trace" if span == len(arrivals) else "the day with the highest peak"
+    top.set_title(
+        f"{result.workload.name} x{result.workload.scale:.3g}: demand and ready capacity, {shown} "
+        f"({bin_s} s means)"
+    )
+    top.set_xlabel("hours since trace start")
+    top.set_ylabel("requests per second")
+    top.legend(loc="upper left", fontsize=8, ncol=3)
+
+    seconds = np.arange(len(arrivals)) / 3600.0
+    stride = max(1, len(arrivals) // 5000)
+    for name, run in result.runs.items():
+        cost = np.cumsum(run.billed) / 3600.0 * result.cluster.price_per_replica_hour
+        bottom.plot(
+            seconds[::stride], cost[::stride], lw=1.2, color=POLICY_COLOURS.get(name.split(" ")[0]),
+            label=f"{name}: {cost[-1]:.2f}",
+        )  # fmt: skip
+    bottom.set_yscale("log")
+    bottom.set_title("cumulative cost per policy (log scale); final cost in the legend")
+    bottom.set_xlabel("hours since trace start")
+    bottom.set_ylabel("cost")
+    bottom.legend(loc="lower right", fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -35,6 +35,7 @@ class Goal:
     name: str
     met: bool
     detail: str
+    figure: str = ""  # the deciding figure in a few characters, for tables across traces
 
 
 @dataclass
@@ -93,7 +94,11 @@ class SimulationResult:
                 return
             ratio = p.cost / r[other].cost
             met = ratio <= limit
-            goals.append(Goal(name, met, f"prewarm / {other} cost = {ratio:.3f} (goal <= {limit:.2f})"))
+            goals.append(
+                Goal(
+                    name, met, f"prewarm / {other} cost = {ratio:.3f} (goal <= {limit:.2f})", f"{ratio:.3f}x"
+                )
+            )
 
         ratio_goal("cost at least 40 % below static-peak", "static-peak", 0.60, True)
         share = p.violation_share
@@ -102,6 +107,7 @@ class SimulationResult:
                 "SLO-violating seconds <= 0.1 % of the trace",
                 share <= 0.001,
                 f"{100 * share:.3f} % ({p.slo_violation_s} s)",
+                f"{100 * share:.3f} %, {p.slo_violation_s} s",
             )
         )
         for other in ("hpa", "kpa"):
@@ -111,12 +117,18 @@ class SimulationResult:
                         f"SLO-violating seconds no more than {other}'s",
                         p.slo_violation_s <= r[other].slo_violation_s,
                         f"prewarm {p.slo_violation_s} s vs {other} {r[other].slo_violation_s} s",
+                        f"{p.slo_violation_s} vs {r[other].slo_violation_s} s",
                     )
                 )
         ratio_goal("cost within 15 % of oracle", "oracle", 1.15, False)
         ratio_goal("cost at least 15 % below hpa-tuned", "hpa-tuned", 0.85, True)
         goals.append(
-            Goal("mean utilisation >= 70 %", p.mean_utilisation >= 0.70, f"{100 * p.mean_utilisation:.1f} %")
+            Goal(
+                "mean utilisation >= 70 %",
+                p.mean_utilisation >= 0.70,
+                f"{100 * p.mean_utilisation:.1f} %",
+                f"{100 * p.mean_utilisation:.1f} %",
+            )
         )
         return goals
 
@@ -203,6 +215,14 @@ def run_simulation(
             band = np.full(n, np.nan)
             band[np.array(ts)] = upper
             runs["prewarm"].extras["forecast_upper_rps"] = band
+        if autoscaler.band_log:
+            at = np.array([row[0] for row in autoscaler.band_log])
+            for column, key in enumerate(
+                ("forecast_lower_rps", "forecast_point_rps", "forecast_band_upper_rps")
+            ):
+                series = np.full(n, np.nan)
+                series[at] = [row[column + 1] for row in autoscaler.band_log]
+                runs["prewarm"].extras[key] = series
     if "oracle" in policies:
 
         def oracle() -> PolicyRun:
