@@ -20,7 +20,7 @@ from pathlib import Path
 from controller.policy import ScalingPolicy
 from controller.simulation.cluster import ClusterModel
 from controller.simulation.report import header, table, write_report
-from controller.simulation.run import BASELINE_TARGET_UTILISATION, run_simulation
+from controller.simulation.run import BASELINE_TARGET_UTILISATION, Goal, run_simulation
 from controller.simulation.workload import per_second_arrivals
 from prewarm.traces import TRACES_DIR, load_trace
 
@@ -44,6 +44,11 @@ def main() -> None:
     parser.add_argument(
         "--prewarm-s", type=float, default=None, help="replica pre-warm seconds (default: cluster's)"
     )
+    parser.add_argument(
+        "--brief",
+        action="store_true",
+        help="per trace only its table and wall time (no header, no goal list); the goals table at the end",
+    )
     args = parser.parse_args()
     policy = (
         ScalingPolicy.model_validate_json(args.policy_file.read_text())
@@ -52,13 +57,15 @@ def main() -> None:
     )
     if "forecast_model" not in policy.model_fields_set:
         policy = policy.model_copy(update={"forecast_model": args.forecast_model})
-    print(f"prewarm policy: {policy.model_dump_json(exclude_defaults=True)} (everything else default)")
+    if not args.brief:
+        print(f"prewarm policy: {policy.model_dump_json(exclude_defaults=True)} (everything else default)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     defaults = ClusterModel()
     cluster = ClusterModel(
         replica_capacity_rps=args.capacity or defaults.replica_capacity_rps,
         prewarm_s=defaults.prewarm_s if args.prewarm_s is None else args.prewarm_s,
     )
+    goals_by_trace: dict[str, list[Goal]] = {}
     for key in args.traces.split(","):
         trace = load_trace(TRACES_DIR / TRACES[key])
         scale = (
@@ -71,19 +78,38 @@ def main() -> None:
         start = time.perf_counter()
         result = run_simulation(workload, cluster, policy)
         total = time.perf_counter() - start
-        print(f"\n## {trace.name} (x{scale:.3f}, peak needs {PEAK_REPLICAS} replicas)\n")
-        print(header(result))
-        print()
+        print(f"\n**{trace.name}** (x{scale:.3f}, peak needs {PEAK_REPLICAS} replicas)\n")
+        if not args.brief:
+            print(header(result))
+            print()
         print(table(result))
-        print()
-        for goal in result.goals():
-            print(f"- {'met' if goal.met else 'MISSED'}: {goal.name}: {goal.detail}")
+        goals_by_trace[key] = result.goals()
+        if not args.brief:
+            print()
+            for goal in goals_by_trace[key]:
+                print(f"- {'met' if goal.met else 'MISSED'}: {goal.name}: {goal.detail}")
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.elapsed_s.items())
         print(
             f"\nwall time {total:.1f} s ({timings}); prewarm sources {result.prewarm_sources}, refits {result.prewarm_refits}"
         )
         if args.report_dir:
             write_report(result, args.report_dir / trace.name)
+    print()
+    print(goals_table(goals_by_trace))
+
+
+def goals_table(goals_by_trace: dict[str, list[Goal]]) -> str:
+    """One Markdown row per goal, one column per trace: met or MISSED with the deciding figure."""
+    keys = list(goals_by_trace)
+    names = [goal.name for goal in next(iter(goals_by_trace.values()), [])]
+    lines = ["| goal | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for index, name in enumerate(names):
+        cells = []
+        for key in keys:
+            goal = goals_by_trace[key][index]
+            cells.append(f"{'met' if goal.met else '**MISSED**'} ({goal.figure})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
