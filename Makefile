@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test lint bench bench-store bench-replica bench-gateway bench-forecast bench-simulate venv clean
+.PHONY: demo test lint readme-results bench bench-store bench-replica bench-gateway bench-forecast bench-simulate venv clean
 
 venv: $(VENV)/.installed
 
@@ -55,6 +55,10 @@ bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bounds
 
 bench: bench-store bench-replica bench-gateway bench-forecast bench-simulate
+
+# Re-run the commands named by the result blocks of README.md and docs/ and put their output in place (~15 min).
+readme-results: venv
+	$(BIN)/python scripts/readme_results.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var prewarm.db prewarm.db-shm prewarm.db-wal

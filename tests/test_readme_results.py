@@ -1,0 +1,92 @@
+"""The result blocks of the README and docs are what their commands print (scripts/readme_results.py).
+
+Quick commands are re-run and compared (timing columns aside); slow ones (the 28-day NASA backtest with Prophet,
+the simulator benchmark) are checked for shape only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+assert _spec and _spec.loader
+readme_results = importlib.util.module_from_spec(_spec)
+sys.modules["readme_results"] = readme_results
+_spec.loader.exec_module(readme_results)
+
+QUICK = ("benchmarks.forecast_bounds", "benchmarks.simulate_bounds", "azure_llm_conv", "azure_llm_code")
+
+
+def all_blocks() -> list[tuple[str, object]]:
+    blocks = []
+    for name in readme_results.DEFAULT_FILES:
+        for block in readme_results.find_blocks((ROOT / name).read_text()):
+            blocks.append((name, block))
+    return blocks
+
+
+def without_timings(output: str) -> list[str]:
+    """Lines of a command's output with the fit+predict seconds column dropped from backtest tables."""
+    lines = []
+    timed = False
+    for line in output.strip("\n").splitlines():
+        if line.startswith("| model |") and line.rstrip().endswith("fit+predict s |"):
+            timed = True
+        if timed and line.startswith("|"):
+            line = "|".join(line.split("|")[:-2]) + "|"
+        lines.append(line)
+    return lines
+
+
+def test_the_readme_and_docs_hold_the_generated_blocks() -> None:
+    commands = [block.command for _, block in all_blocks()]
+    assert sum("forecast backtest" in c for c in commands) == 3
+    assert "python -m benchmarks.simulate_bench --brief" in commands
+    assert "python -m benchmarks.forecast_bounds" in commands
+    assert "python -m benchmarks.simulate_bounds" in commands
+    for name, block in all_blocks():
+        assert block.command.startswith(readme_results.ALLOWED_PREFIXES), (name, block.command)
+        assert readme_results.fenced_body(block).strip(), f"{name}: the block of {block.command!r} is empty"
+
+
+def test_the_slow_blocks_have_the_commands_tables() -> None:
+    for _, block in all_blocks():
+        body = readme_results.fenced_body(block)
+        if "nasa_http_jul1995_1min.csv" in block.command:
+            assert "| profile" in body and "| prophet" in body and "| holt_winters" in body
+            assert "168 origins" in body
+        if "simulate_bench" in block.command:
+            for policy in ("static-peak", "hpa", "kpa", "prewarm", "hpa-tuned", "oracle"):
+                assert f"| {policy}" in body
+            assert "| goal | nasa | conv | code |" in body
+
+
+@pytest.mark.parametrize("key", QUICK)
+def test_quick_blocks_match_a_fresh_run(key: str) -> None:
+    matching = [block for _, block in all_blocks() if key in block.command]
+    assert matching, f"no block runs {key}"
+    for block in matching:
+        fresh = readme_results.run_command(block.command)
+        assert without_timings(readme_results.fenced_body(block)) == without_timings(fresh)
+
+
+def test_regenerate_replaces_only_the_matching_blocks() -> None:
+    text = (
+        "intro\n<!-- text output of: python -m benchmarks.forecast_bounds -->\nstale\n<!-- end of output -->\n"
+        "middle\n<!-- output of: prewarm --version -->\nkept\n<!-- end of output -->\nend\n"
+    )
+    new = readme_results.regenerate(text, match="forecast_bounds")
+    assert "stale" not in new and "kept" in new
+    assert new.startswith("intro\n") and new.endswith("end\n") and "\nmiddle\n" in new
+    block = readme_results.find_blocks(new)[0]
+    assert "| best flat line over each horizon" in readme_results.fenced_body(block)
+
+
+def test_commands_other_than_prewarm_and_benchmarks_are_refused() -> None:
+    with pytest.raises(ValueError, match="refusing"):
+        readme_results.run_command("rm -rf /tmp/nothing")
