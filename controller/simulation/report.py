@@ -107,7 +107,7 @@ def plot(result: SimulationResult, path: Path) -> None:
 
     Top: one day in detail (the whole trace if shorter; else the day with the highest peak): demand, each policy's
     ready capacity, and prewarm's forecast band (10-90 %) and point as they were known at each moment. Bottom: the
-    cumulative cost of each policy over the whole trace (log scale).
+    replicas each policy paid for over the whole trace, and its total cost.
     """
     import matplotlib
 
@@ -157,19 +157,20 @@ def plot(result: SimulationResult, path: Path) -> None:
     top.set_ylabel("requests per second")
     top.legend(loc="upper left", fontsize=8, ncol=3)
 
-    seconds = np.arange(len(arrivals)) / 3600.0
-    stride = max(1, len(arrivals) // 5000)
+    whole_bin_s = 3600 if len(arrivals) > 2 * DAY_S else 60
+    whole_hours = np.arange(len(arrivals) // whole_bin_s) * whole_bin_s / 3600.0
     for name, run in result.runs.items():
-        cost = np.cumsum(run.billed) / 3600.0 * result.cluster.price_per_replica_hour
-        bottom.plot(
-            seconds[::stride], cost[::stride], lw=1.2, color=POLICY_COLOURS.get(name.split(" ")[0]),
-            label=f"{name}: {cost[-1]:.2f}",
+        cost = float(run.billed.sum()) / 3600.0 * result.cluster.price_per_replica_hour
+        bottom.step(
+            whole_hours, _binned(run.billed, whole_bin_s), where="post", lw=1.0,
+            color=POLICY_COLOURS.get(name.split(" ")[0]), label=f"{name}: cost {cost:.2f}",
         )  # fmt: skip
-    bottom.set_yscale("log")
-    bottom.set_title("cumulative cost per policy (log scale); final cost in the legend")
+    bottom.set_title(
+        f"replicas paid for over the whole trace ({whole_bin_s // 60} min means); total cost in the legend"
+    )
     bottom.set_xlabel("hours since trace start")
-    bottom.set_ylabel("cost")
-    bottom.legend(loc="lower right", fontsize=8, ncol=2)
+    bottom.set_ylabel("replicas")
+    bottom.legend(loc="upper right", fontsize=8, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
