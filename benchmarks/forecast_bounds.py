@@ -92,7 +92,7 @@ def main() -> None:
     fit = QuantReg(actual.reshape(-1), inputs).fit(q=0.5, max_iter=5000)
     in_sample = np.asarray(fit.predict(inputs)).reshape(actual.shape)
 
-    print(f"{trace.name}: {len(origins)} origins x {h} steps of {step:g} s")
+    print(f"{trace.name}: {len(origins)} origins x {h} steps of {step:g} s\n")
     print("| reference | MAE |")
     print("|---|---:|")
     print(

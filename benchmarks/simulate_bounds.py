@@ -66,7 +66,7 @@ def main() -> None:
         oracle_minutes = schedule.billed[60 : minutes * 60].sum() / 60.0
         rising = mean_rps[:-1] > np.quantile(mean_rps, 0.25)
         ratio = mean_rps[1:][rising] / mean_rps[:-1][rising]
-        print(f"\n## {trace.name} (x{scale:.3f})")
+        print(f"\n**{trace.name}** (x{scale:.3f})\n")
         print(
             f"oracle mean utilisation {100 * oracle.mean_utilisation:.1f} %; next minute's mean / this minute's "
             f"(above the lower quartile): median {np.median(ratio):.2f}, q90 {np.quantile(ratio, 0.9):.2f}, "
