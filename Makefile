@@ -32,7 +32,13 @@ bench-store: venv
 	scripts/ensure-system.sh
 	$(BIN)/python -m benchmarks.store_bench
 
-bench-replica: venv
+# KServe pins its own FastAPI, uvicorn and protobuf: its baseline server runs from a virtualenv of its own.
+.venv-kserve/.installed:
+	test -x .venv-kserve/bin/python || $(PYTHON) -m venv .venv-kserve
+	.venv-kserve/bin/pip install -q kserve==0.21.0 onnxruntime numpy
+	touch $@
+
+bench-replica: venv .venv-kserve/.installed
 	scripts/ensure-system.sh
 	$(BIN)/pip install -q --no-deps rapidocr-onnxruntime==1.4.4
 	$(BIN)/python -m benchmarks.replica_bench

@@ -3,7 +3,9 @@
     .venv/bin/python -m benchmarks.replica_bench [--wrk-seconds 5] [--open-seconds 5] [--rates 1000,5000]
 
 Every server runs alone on 127.0.0.1, one after the other, in this one run: the generators' own ceiling against a
-trivial endpoint, the naive FastAPI baseline, KServe's ModelServer when the ``kserve`` package is installed, and
+trivial endpoint, the naive FastAPI baseline, KServe's ModelServer (``benchmarks/replica_kserve.py``, run by the
+interpreter in ``PREWARM_KSERVE_PYTHON``, else ``.venv-kserve/bin/python`` as ``make bench-replica`` builds it, else
+this one when it has ``kserve``; skipped when none has), and
 prewarm's replica (1 and 2 worker processes) on the digits MLP; then, when ``rapidocr-onnxruntime`` is installed, the
 compute-bound text-direction classifier shipped inside it (taken at run time, never committed), sent with the
 binary tensor extension. Prints a Markdown table.
@@ -179,14 +181,30 @@ def replica_command(repo: Path, model: str, workers: int, *extra: str) -> list[s
     ]  # fmt: skip
 
 
+# Every digits request says it is JSON (KServe reads a body without this header as binary tensors).
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def kserve_python() -> str | None:
+    """An interpreter with ``kserve`` installed, or None: KServe pins its own FastAPI/uvicorn, so it lives apart."""
+    candidates = [os.environ.get("PREWARM_KSERVE_PYTHON", ""), str(REPO_ROOT / ".venv-kserve" / "bin" / "python")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return PY if importlib.util.find_spec("kserve") is not None else None
+
+
 def kserve_target(body: bytes) -> Target | None:
-    if importlib.util.find_spec("kserve") is None:
+    python = kserve_python()
+    if python is None:
         return None
     return Target(
         "KServe ModelServer (1 worker)",
-        [PY, "-m", "benchmarks.replica_kserve", "--port", "{port}", "--model-path", str(DEFAULT_MODEL_REPO / "digits_mlp" / "model.onnx")],
+        [python, "-m", "benchmarks.replica_kserve", "--port", "{port}", "--model-path", str(DEFAULT_MODEL_REPO / "digits_mlp" / "model.onnx")],
         "/v2/models/digits_mlp/infer",
         body,
+        JSON_HEADERS,
+        env={"PYTHONPATH": str(REPO_ROOT)},
     )  # fmt: skip
 
 
@@ -212,11 +230,11 @@ def targets(scratch: Path) -> list[Target]:
              str(DEFAULT_MODEL_REPO / "digits_mlp" / "model.onnx")]  # fmt: skip
     chosen = [
         Target("trivial raw-ASGI endpoint (generator ceiling)", [PY, "-m", "benchmarks.replica_baselines", "trivial", "--port", "{port}"], "/", body, model="trivial"),
-        Target("naive FastAPI (1 worker)", naive, digits_path, body),
-        Target("prewarm replica (1 worker)", replica_command(DEFAULT_MODEL_REPO, "digits_mlp", 1), digits_path, body),
-        Target("prewarm replica on uvicorn (1 worker)", replica_command(DEFAULT_MODEL_REPO, "digits_mlp", 1, "--server", "uvicorn"), digits_path, body),
-        Target("naive FastAPI (2 workers)", [*naive, "--workers", "2"], digits_path, body, workers=2),
-        Target("prewarm replica (2 workers)", replica_command(DEFAULT_MODEL_REPO, "digits_mlp", 2), digits_path, body, workers=2),
+        Target("naive FastAPI (1 worker)", naive, digits_path, body, JSON_HEADERS),
+        Target("prewarm replica (1 worker)", replica_command(DEFAULT_MODEL_REPO, "digits_mlp", 1), digits_path, body, JSON_HEADERS),
+        Target("prewarm replica on uvicorn (1 worker)", replica_command(DEFAULT_MODEL_REPO, "digits_mlp", 1, "--server", "uvicorn"), digits_path, body, JSON_HEADERS),
+        Target("naive FastAPI (2 workers)", [*naive, "--workers", "2"], digits_path, body, JSON_HEADERS, workers=2),
+        Target("prewarm replica (2 workers)", replica_command(DEFAULT_MODEL_REPO, "digits_mlp", 2), digits_path, body, JSON_HEADERS, workers=2),
     ]  # fmt: skip
     kserve = kserve_target(body)
     if kserve is not None:
@@ -303,8 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nwrk -t1 -c16 -d{args.wrk_seconds:.0f}s (closed loop); open loop {args.open_seconds:.0f}s per rate, "
           "latency from the intended send time, ms; os.cpu_count()=" + str(os.cpu_count()))  # fmt: skip
     print(table(rows, rates))
-    if importlib.util.find_spec("kserve") is None:
-        print("\nKServe baseline skipped: the kserve package is not installed.")
+    if kserve_python() is None:
+        print("\nKServe baseline skipped: no interpreter with kserve (make bench-replica builds .venv-kserve).")
     return 0
 
 
