@@ -33,7 +33,7 @@ class PrewarmAutoscaler:
     state: DecisionState = field(default_factory=DecisionState)
     forecast: ForecastInput | None = None
     sources: Counter[str] = field(default_factory=Counter)
-    forecast_log: list[tuple[int, float]] = field(default_factory=list)  # (t, upper rps used), for the plot
+    forecast_log: list[tuple[int, float]] = field(default_factory=list)  # (t, upper rps decide() used)
     # (t, lower, point, upper) of the current forecast's interval holding t: the band as it was known, for the plot
     band_log: list[tuple[int, float, float, float]] = field(default_factory=list)
     refits: int = 0

@@ -126,7 +126,7 @@ def plot(result: SimulationResult, path: Path) -> None:
     if prewarm is not None and "forecast_point_rps" in prewarm.extras:
         lower = _binned(prewarm.extras["forecast_lower_rps"][start:end], bin_s)
         point = _binned(prewarm.extras["forecast_point_rps"][start:end], bin_s)
-        upper = _binned(prewarm.extras["forecast_band_upper_rps"][start:end], bin_s)
+        upper = _binned(prewarm.extras["forecast_upper_rps"][start:end], bin_s)
         statistic = "peak second" if result.policy.forecast_statistic == "max" else "mean"
         step = f"{result.policy.forecast_step_s:g} s"
         top.fill_between(

@@ -210,16 +210,9 @@ def run_simulation(
         timed("prewarm", lambda: simulate_closed_loop(autoscaler, workload, cluster, initial, low, high))
         prewarm_sources = dict(autoscaler.sources)
         refits = autoscaler.refits
-        if autoscaler.forecast_log:
-            ts, upper = zip(*autoscaler.forecast_log, strict=True)
-            band = np.full(n, np.nan)
-            band[np.array(ts)] = upper
-            runs["prewarm"].extras["forecast_upper_rps"] = band
         if autoscaler.band_log:
             at = np.array([row[0] for row in autoscaler.band_log])
-            for column, key in enumerate(
-                ("forecast_lower_rps", "forecast_point_rps", "forecast_band_upper_rps")
-            ):
+            for column, key in enumerate(("forecast_lower_rps", "forecast_point_rps", "forecast_upper_rps")):
                 series = np.full(n, np.nan)
                 series[at] = [row[column + 1] for row in autoscaler.band_log]
                 runs["prewarm"].extras[key] = series
