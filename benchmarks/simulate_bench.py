@@ -2,12 +2,13 @@
 
     .venv/bin/python -m benchmarks.simulate_bench [--traces nasa,conv,code] [--report-dir DIR]
                                                   [--forecast-model profile] [--policy-file P]
-                                                  [--capacity RPS] [--prewarm-s S]
+                                                  [--capacity RPS] [--prewarm-s S] [--brief]
 
-Prints, per trace, the policy table, the goals and the wall time of each policy's simulation. prewarm runs with the
-default ScalingPolicy except its forecast model (``profile`` unless told otherwise: ``auto`` re-selects by backtest
-and then often picks Holt-Winters, whose ~0.3 s fits at every 15-minute refit take the 28-day NASA run far past the
-5-minute budget).
+Prints, per trace, the policy table, the goals and the wall time of each policy's simulation, then one table of the
+goals across traces (``--brief``: only the tables and wall times). prewarm runs with the default ScalingPolicy except
+its forecast model (``profile`` unless told otherwise: ``auto`` re-selects by backtest and then often picks
+Holt-Winters, whose ~0.3 s fits at every 15-minute refit make the 28-day NASA run about 2.5x slower; docs/simulator.md
+has the measured figures).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from controller.policy import ScalingPolicy
 from controller.simulation.cluster import ClusterModel
 from controller.simulation.report import header, table, write_report
 from controller.simulation.run import BASELINE_TARGET_UTILISATION, Goal, run_simulation
-from controller.simulation.workload import per_second_arrivals
+from controller.simulation.workload import per_second_arrivals, scale_for_peak_replicas
 from prewarm.traces import TRACES_DIR, load_trace
 
 TRACES = {
@@ -68,11 +69,8 @@ def main() -> None:
     goals_by_trace: dict[str, list[Goal]] = {}
     for key in args.traces.split(","):
         trace = load_trace(TRACES_DIR / TRACES[key])
-        scale = (
-            PEAK_REPLICAS
-            * cluster.replica_capacity_rps
-            * BASELINE_TARGET_UTILISATION
-            / float(trace.rates_rps.max())
+        scale = scale_for_peak_replicas(
+            trace, PEAK_REPLICAS, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION
         )
         workload = per_second_arrivals(trace, scale)
         start = time.perf_counter()

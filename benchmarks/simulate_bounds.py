@@ -19,18 +19,15 @@ import functools
 
 import numpy as np
 
+from benchmarks.simulate_bench import PEAK_REPLICAS, TRACES
 from controller.simulation.baselines import oracle_schedule
 from controller.simulation.cluster import ClusterModel
 from controller.simulation.engine import simulate_schedule
 from controller.simulation.metrics import summarise
-from controller.simulation.workload import per_second_arrivals
+from controller.simulation.run import BASELINE_TARGET_UTILISATION
+from controller.simulation.workload import per_second_arrivals, scale_for_peak_replicas
 from prewarm.traces import TRACES_DIR, load_trace
 
-TRACES = {
-    "nasa": "nasa_http_jul1995_1min.csv",
-    "conv": "azure_llm_conv_2023_1s.csv",
-    "code": "azure_llm_code_2023_1s.csv",
-}
 MULTIPLIERS = (1.3, 1.6, 2.0, 2.5, 3.0)
 SLO_SECONDS_SHARE = 0.001  # the simulator goal: at most 0.1 % of seconds violating
 
@@ -54,7 +51,7 @@ def main() -> None:
     capacity = cluster.replica_capacity_rps
     for key in args.traces.split(","):
         trace = load_trace(TRACES_DIR / TRACES[key])
-        scale = 20 * capacity * 0.7 / float(trace.rates_rps.max())
+        scale = scale_for_peak_replicas(trace, PEAK_REPLICAS, capacity, BASELINE_TARGET_UTILISATION)
         workload = per_second_arrivals(trace, scale)
         arrivals = workload.arrivals
         minutes = len(arrivals) // 60

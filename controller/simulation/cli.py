@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.simulation.cluster import ClusterModel
     from controller.simulation.report import header, table, write_report
     from controller.simulation.run import BASELINE_TARGET_UTILISATION, POLICY_NAMES, run_simulation
-    from controller.simulation.workload import per_second_arrivals
+    from controller.simulation.workload import per_second_arrivals, scale_for_peak_replicas
     from prewarm.traces import TraceFormatError, load_trace
 
     try:
@@ -96,11 +96,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.peak_replicas is not None:
-        peak = float(trace.rates_rps.max())
-        scale = (
-            args.peak_replicas * cluster.replica_capacity_rps * BASELINE_TARGET_UTILISATION / peak
-            if peak
-            else 1.0
+        scale = scale_for_peak_replicas(
+            trace, args.peak_replicas, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION
         )
     else:
         scale = args.scale if args.scale is not None else 1.0

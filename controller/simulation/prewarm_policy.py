@@ -34,7 +34,7 @@ class PrewarmAutoscaler:
     forecast: ForecastInput | None = None
     sources: Counter[str] = field(default_factory=Counter)
     forecast_log: list[tuple[int, float]] = field(default_factory=list)  # (t, upper rps decide() used)
-    # (t, lower, point, upper) of the current forecast's interval holding t: the band as it was known, for the plot
+    # (t, lower, point, upper) of the used forecast's interval holding t: the band as it was known, for the plot
     band_log: list[tuple[int, float, float, float]] = field(default_factory=list)
     refits: int = 0
     _last_refit_t: int | None = None
@@ -122,9 +122,9 @@ class PrewarmAutoscaler:
         decision = decide(self.policy, observations, self.forecast, self.state, view.now_ts)
         self.state = decision.new_state
         self.sources[decision.source] += 1
-        if decision.forecast_upper_rps is not None:
+        if decision.forecast_upper_rps is not None:  # decide() used the forecast
             self.forecast_log.append((view.t, decision.forecast_upper_rps))
-        self._log_band(view)
+            self._log_band(view)
         return decision.desired
 
     def _log_band(self, view: ClusterView) -> None:
@@ -136,8 +136,6 @@ class PrewarmAutoscaler:
             or not forecast.target_ts.size
         ):
             return
-        if forecast.history_s is not None and forecast.history_s < self.policy.forecast_min_history_s:
-            return  # decide() ignores it, so the plot does not show it
         index = int((view.now_ts - float(forecast.target_ts[0])) // forecast.step_s)
         if 0 <= index < forecast.target_ts.size:
             self.band_log.append(

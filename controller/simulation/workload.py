@@ -28,6 +28,14 @@ class Workload:
         return len(self.arrivals)
 
 
+def scale_for_peak_replicas(
+    trace: Trace, replicas: int, replica_capacity_rps: float, target_utilisation: float
+) -> float:
+    """The factor on the trace's rates that makes its peak interval need ``replicas`` at ``target_utilisation``."""
+    peak = float(trace.rates_rps.max())
+    return replicas * replica_capacity_rps * target_utilisation / peak if peak > 0 else 1.0
+
+
 def per_second_arrivals(trace: Trace, scale: float = 1.0, seed: int = DEFAULT_SEED) -> Workload:
     """Scale the trace and spread each interval over its seconds (Poisson, fixed seed) so bursts survive."""
     rates = trace.rates_rps * scale
