@@ -181,3 +181,11 @@ def test_the_plot_zooms_on_the_day_with_the_highest_peak() -> None:
     days[86_400 + 5000] = 50.0
     assert zoom_window(days) == (86_400, 2 * 86_400)
     assert zoom_window(np.ones(3600)) == (0, 3600)
+
+
+def test_violating_seconds_are_listed_as_ranges() -> None:
+    from controller.simulation.report import second_ranges
+
+    assert second_ranges(np.array([3, 4, 5, 9, 11, 12])) == "3-5, 9, 11-12"
+    assert second_ranges(np.array([], dtype=np.int64)) == "none"
+    assert second_ranges(np.array([1, 3, 5]), limit=2) == "1, 3 and 1 more ranges"

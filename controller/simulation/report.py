@@ -67,9 +67,25 @@ def markdown(result: SimulationResult, plot_name: str | None = None) -> str:
             f"{k} {v}" for k, v in sorted(result.prewarm_sources.items(), key=lambda kv: -kv[1])
         )
         parts += [f"prewarm decisions by source: {sources}; forecast refits: {result.prewarm_refits}.", ""]
+    prewarm = result.runs.get("prewarm")
+    if prewarm is not None:
+        bad = np.flatnonzero(violating_seconds(prewarm, result.workload.arrivals, result.cluster))
+        parts += [f"prewarm's SLO-violating seconds ({bad.size}): {second_ranges(bad)}.", ""]
     if plot_name:
         parts += [f"![demand and capacity]({plot_name})", ""]
     return "\n".join(parts)
+
+
+def second_ranges(seconds: np.ndarray, limit: int = 20) -> str:
+    """Sorted seconds as ranges, e.g. ``34-57, 450, 1324``; at most ``limit`` ranges, then how many more."""
+    if seconds.size == 0:
+        return "none"
+    breaks = np.flatnonzero(np.diff(seconds) > 1)
+    starts = np.concatenate(([seconds[0]], seconds[breaks + 1]))
+    ends = np.concatenate((seconds[breaks], [seconds[-1]]))
+    shown = [f"{a}" if a == b else f"{a}-{b}" for a, b in zip(starts[:limit], ends[:limit], strict=True)]
+    more = len(starts) - limit
+    return ", ".join(shown) + (f" and {more} more ranges" if more > 0 else "")
 
 
 POLICY_COLOURS = {
