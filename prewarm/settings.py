@@ -18,6 +18,72 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the store; an SQLite file by default, postgresql+psycopg://... for Postgres.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
+    log_format: str = Field(
+        default="text",
+        pattern="^(text|json)$",
+        description="'text' (one readable line per record) or 'json' (one JSON object per line, with the "
+        "deployment and decision source as fields).",
+    )
+    # --- Control plane: sharded leases, reconcile workers, liveness (docs/production.md) ---
+    controller_identity: str = Field(
+        default="", description="This controller's name in the lease table; empty: host:pid:random."
+    )
+    lease_buckets: int = Field(
+        default=16,
+        ge=1,
+        le=4096,
+        description="Deployments are hashed into this many buckets, one lease each; every controller on one "
+        "store must use the same value.",
+    )
+    lease_duration_s: float = Field(
+        default=3.0, gt=0, description="A renewal keeps a bucket's lease this long (failover takes about this)."
+    )
+    lease_renew_deadline_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="A controller stops acting on a bucket this long after its last successful renewal began "
+        "(must be below the lease duration).",
+    )
+    lease_retry_s: float = Field(
+        default=0.5, gt=0, description="How often leases are renewed, rebalanced and free buckets taken."
+    )
+    reconcile_workers: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Threads running reconciles; a slow backend blocks one of them, never the loop.",
+    )
+    observation_late_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="Samples arriving up to this late are still seen by the loop's in-memory windows.",
+    )
+    liveness_stale_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="/livez fails when no reconcile pass completed for this long (3 default decision intervals).",
+    )
+    # --- Retention and rollup (done by the controller in small batches) ---
+    retention_samples_s: float = Field(
+        default=2 * 86400.0, gt=0, description="Per-second samples are kept this long (after their minute rollup)."
+    )
+    retention_rollups_s: float = Field(
+        default=35 * 86400.0,
+        gt=0,
+        description="Per-minute rollups (mean and max per metric; the forecaster's history) are kept this long.",
+    )
+    retention_forecasts_s: float = Field(
+        default=7 * 86400.0, gt=0, description="Forecast runs older than this are deleted (the newest is kept)."
+    )
+    retention_decisions_s: float = Field(
+        default=30 * 86400.0, gt=0, description="Decisions and replica events older than this are deleted."
+    )
+    maintenance_interval_s: float = Field(
+        default=60.0, gt=0, description="Each deployment's rollup and retention run this often."
+    )
+    maintenance_batch_rows: int = Field(
+        default=5000, ge=100, description="Rows deleted per statement by retention (short locks)."
+    )
     max_future_skew_s: float = Field(
         default=300.0, gt=0, description="Samples stamped further than this in the future are rejected."
     )

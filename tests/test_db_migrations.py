@@ -11,6 +11,11 @@ from prewarm.db.engine import create_engine_for_url
 from prewarm.db.models import Base
 
 EXPECTED_TABLES = {
+    "metric_rollups",
+    "maintenance_progress",
+    "controller_leases",
+    "controller_members",
+    "deployment_status",
     "deployments",
     "metric_samples",
     "forecast_runs",

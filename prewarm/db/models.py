@@ -113,7 +113,10 @@ class ForecastRun(Base):
     """One forecast: which model made it, when, for which horizon, and how well that model did recently."""
 
     __tablename__ = "forecast_runs"
-    __table_args__ = (Index("ix_forecast_runs_deployment_created", "deployment_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_forecast_runs_deployment_created", "deployment_id", "created_at"),
+        Index("ix_forecast_runs_created", "created_at"),  # retention
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
@@ -180,7 +183,10 @@ class ScalingDecision(Base):
     """What the controller decided at one instant, whether it acted, and why."""
 
     __tablename__ = "scaling_decisions"
-    __table_args__ = (Index("ix_scaling_decisions_deployment_ts", "deployment_id", "ts"),)
+    __table_args__ = (
+        Index("ix_scaling_decisions_deployment_ts", "deployment_id", "ts"),
+        Index("ix_scaling_decisions_ts", "ts"),  # retention
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
@@ -191,13 +197,18 @@ class ScalingDecision(Base):
     source: Mapped[str] = mapped_column(String(32))
     reasons: Mapped[list[Any]] = mapped_column()
     policy_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    controller: Mapped[str | None] = mapped_column(String(255), nullable=True)  # who decided, under which term
+    term: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ReplicaEvent(Base):
     """A replica's life event: started, ready (with its startup seconds), failed, stopped."""
 
     __tablename__ = "replica_events"
-    __table_args__ = (Index("ix_replica_events_deployment_ts", "deployment_id", "ts"),)
+    __table_args__ = (
+        Index("ix_replica_events_deployment_ts", "deployment_id", "ts"),
+        Index("ix_replica_events_ts", "ts"),  # retention
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
@@ -206,3 +217,83 @@ class ReplicaEvent(Base):
     ts: Mapped[datetime] = mapped_column(default=utc_now)
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class MetricRollup(Base):
+    """Per-minute aggregates of one metric of one deployment: what the per-second samples leave behind once they
+    expire, and what the forecaster reads for its days of history."""
+
+    __tablename__ = "metric_rollups"
+    __table_args__ = (Index("ix_metric_rollups_ts", "ts"),)
+
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(primary_key=True)  # the minute's start
+    mean: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class MaintenanceProgress(Base):
+    """How far a store-wide maintenance job got (``rollup``: samples before ``done_until`` are in minute rollups
+    and may expire). Whichever controller locks the row does the next chunk."""
+
+    __tablename__ = "maintenance_progress"
+
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    done_until: Mapped[datetime] = mapped_column()
+
+
+class ControllerLease(Base):
+    """One bucket of the fleet's deployments and the controller holding it (Knative-style sharded leader
+    election). ``term`` grows with every change of holder: an action is fenced by the term it was decided under."""
+
+    __tablename__ = "controller_leases"
+
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    term: Mapped[int] = mapped_column(BigInteger, default=0)
+    acquired_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    renewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ControllerMember(Base):
+    """A running controller process, seen alive at ``last_seen`` (the fair share of buckets is counted from these)."""
+
+    __tablename__ = "controller_members"
+
+    identity: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    buckets: Mapped[int] = mapped_column(Integer)  # the bucket count it shards with (all members must agree)
+    started_at: Mapped[datetime] = mapped_column(default=utc_now)
+    last_seen: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class DeploymentStatus(Base):
+    """The live state of one deployment as its owning controller last saw it: read by every controller's API and
+    the fleet view, written by the owner after each decision (fenced by its lease term)."""
+
+    __tablename__ = "deployment_status"
+
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+    controller: Mapped[str] = mapped_column(String(255))
+    term: Mapped[int] = mapped_column(BigInteger, default=0)
+    current_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    desired_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ready_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    source: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")  # the reason of the step in charge
+    forecast_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    forecast_upper_rps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    error_stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    errors_total: Mapped[int] = mapped_column(Integer, default=0)

@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -223,10 +223,113 @@ class MetricsStore:
     ) -> pd.Series:
         """Samples of ``[start, end)`` aggregated into bins of ``step_s`` seconds; empty bins are NaN.
 
-        The index is the bins' start times (UTC); the result feeds the forecaster directly.
+        The index is the bins' start times (UTC); the result feeds the forecaster directly. Bins of whole minutes
+        (mean, max or sum) are read from the per-minute rollups where the samples have been rolled up (and may
+        have expired), and from the samples after that.
         """
-        stamps, values = self.read_range(deployment, metric, start, end)
-        return resample_samples(stamps, values, to_epoch_s(start), to_epoch_s(end), step_s, how)
+        start_s, end_s = to_epoch_s(start), to_epoch_s(end)
+        split_s = self._rollup_split(start_s, end_s, step_s, how)
+        if split_s is None:
+            stamps, values = self.read_range(deployment, metric, start, end)
+            return resample_samples(stamps, values, start_s, end_s, step_s, how)
+        split = datetime.fromtimestamp(split_s, UTC)
+        r_stamps, r_mean, r_max, r_count = self.read_rollups(deployment, metric, start, split)
+        stamps, values = self.read_range(deployment, metric, split, end)
+        all_stamps = np.concatenate([r_stamps, stamps])
+        if how == "max":
+            return resample_samples(all_stamps, np.concatenate([r_max, values]), start_s, end_s, step_s, "max")
+        if how == "sum":
+            sums = np.concatenate([r_mean * r_count, values])
+            return resample_samples(all_stamps, sums, start_s, end_s, step_s, "sum")
+        weights = np.concatenate([r_count, np.ones(len(values))])
+        return resample_samples(
+            all_stamps, np.concatenate([r_mean, values]), start_s, end_s, step_s, "mean", weights=weights
+        )
+
+    def _rollup_split(self, start_s: float, end_s: float, step_s: float, how: str) -> float | None:
+        """Where rollups stop serving a read of whole-minute bins (None: read the samples only)."""
+        if how not in ("mean", "max", "sum") or step_s % 60 or start_s % 60:
+            return None
+        from prewarm.db.retention import rolled_up_until
+
+        with self.engine.connect() as connection:
+            rolled = rolled_up_until(connection)
+        if rolled is None:
+            return None
+        split_s = math.floor(min(rolled.timestamp(), end_s) / 60) * 60
+        return split_s if split_s > start_s else None
+
+    def read_rollups(
+        self, deployment: str, metric: str, start: datetime, end: datetime
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Per-minute rollups with ``start <= ts < end`` in time order: (minute starts, means, maxima, counts)."""
+        deployment_id = self.deployment_id(deployment)
+        if self.is_postgres:
+            query = text(
+                "SELECT extract(epoch FROM ts)::float8, mean, max, count FROM metric_rollups "
+                "WHERE deployment_id = :d AND metric = :m AND ts >= :start AND ts < :end ORDER BY ts"
+            )
+            params: dict[str, object] = {"d": deployment_id, "m": metric, "start": start, "end": end}
+        else:
+            query = text(
+                "SELECT CAST(strftime('%s', ts) AS REAL), mean, max, count FROM metric_rollups "
+                "WHERE deployment_id = :d AND metric = :m AND ts >= :start AND ts < :end ORDER BY ts"
+            )
+            params = {
+                "d": deployment_id, "m": metric,
+                "start": start.astimezone(UTC).strftime(SQLITE_TS_FORMAT),
+                "end": end.astimezone(UTC).strftime(SQLITE_TS_FORMAT),
+            }  # fmt: skip
+        with self.engine.connect() as connection:
+            rows = connection.execute(query, params).all()
+        if not rows:
+            empty = np.empty(0)
+            return empty, empty, empty, empty
+        data = np.asarray(rows, dtype=np.float64)
+        return data[:, 0], data[:, 1], data[:, 2], data[:, 3]
+
+    def read_recent(
+        self, since: Mapping[int, float], metrics: Sequence[str], until: float
+    ) -> list[tuple[int, str, float, float]]:
+        """Samples of several deployments at once: for each deployment id, those with ``since[id] < ts < until``
+        of the given metrics, as (deployment id, metric, epoch seconds, value) in no particular order.
+
+        One statement on Postgres (the primary key index per deployment), so a pass of the loop reads the new
+        seconds of every due deployment together instead of a query per metric and deployment.
+        """
+        if not since:
+            return []
+        until_dt = datetime.fromtimestamp(until, UTC)
+        if self.is_postgres:
+            statement = (
+                "SELECT s.deployment_id, s.metric, extract(epoch FROM s.ts)::float8, s.value "
+                "FROM unnest(%s::int[], %s::float8[]) AS w(d, since) "
+                "JOIN metric_samples s ON s.deployment_id = w.d AND s.ts > to_timestamp(w.since) "
+                "AND s.ts < %s WHERE s.metric = ANY(%s::text[])"
+            )
+            with self.engine.connect() as connection:
+                cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cursor.execute(statement, (list(since), list(since.values()), until_dt, list(metrics)))
+                return cursor.fetchall()
+        rows: list[tuple[int, str, float, float]] = []
+        query = text(
+            "SELECT metric, CAST(strftime('%s', ts) AS REAL) + CAST(substr(ts, 20) AS REAL), value "
+            "FROM metric_samples WHERE deployment_id = :d AND ts > :since AND ts < :until"
+        )
+        wanted = set(metrics)
+        with self.engine.connect() as connection:
+            for deployment_id, since_s in since.items():
+                params = {
+                    "d": deployment_id,
+                    "since": datetime.fromtimestamp(since_s, UTC).strftime(SQLITE_TS_FORMAT),
+                    "until": until_dt.strftime(SQLITE_TS_FORMAT),
+                }
+                rows.extend(
+                    (deployment_id, metric, ts, value)
+                    for metric, ts, value in connection.execute(query, params)
+                    if metric in wanted
+                )
+        return rows
 
     def latest_timestamp(self, deployment: str, metric: str) -> datetime | None:
         """When the newest sample of this metric was taken, or None."""
@@ -300,8 +403,11 @@ def resample_samples(
     end_s: float,
     step_s: float,
     how: Aggregation = "mean",
+    weights: npt.NDArray[np.float64] | None = None,
 ) -> pd.Series:
-    """Aggregate irregular samples into fixed bins ``[start_s + k*step_s, ...)`` covering ``[start_s, end_s)``."""
+    """Aggregate irregular samples into fixed bins ``[start_s + k*step_s, ...)`` covering ``[start_s, end_s)``.
+
+    ``weights`` (for ``mean``) counts how many samples each value stands for (a rollup's mean of ``count``)."""
     if step_s <= 0:
         raise ValueError(f"step_s must be positive, got {step_s}")
     bins = max(0, math.ceil((end_s - start_s) / step_s - 1e-9))
@@ -313,7 +419,13 @@ def resample_samples(
         position, kept = position[keep], values[keep]
         counts = np.bincount(position, minlength=bins)
         filled = counts > 0
-        if how in ("mean", "sum"):
+        if how == "mean" and weights is not None:
+            kept_weights = weights[keep]
+            totals = np.bincount(position, weights=kept * kept_weights, minlength=bins)
+            weight_sums = np.bincount(position, weights=kept_weights, minlength=bins)
+            filled = weight_sums > 0
+            result[filled] = totals[filled] / weight_sums[filled]
+        elif how in ("mean", "sum"):
             totals = np.bincount(position, weights=kept, minlength=bins)
             result[filled] = totals[filled] / counts[filled] if how == "mean" else totals[filled]
         elif how in ("max", "min"):
