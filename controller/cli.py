@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
         help="where local replicas publish their registry and logs (default: PREWARM_REPLICA_STATE_DIR)",
     )
     parser.add_argument(
-        "--tick-s", type=float, default=1.0, help="how often the loop looks for due decisions"
+        "--tick-s", type=float, default=0.1, help="how often the loop looks for due decisions (seconds)"
     )
     parser.add_argument(
         "--no-loop", action="store_true", help="serve the API only (no scaling, no forecasts)"

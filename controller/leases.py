@@ -350,11 +350,12 @@ class LeaseManager:
             self.on_change(gained, lost)
 
 
-def fence_check(connection: Connection, identity: str, terms: dict[int, int]) -> set[int]:
-    """The buckets of ``terms`` this identity still holds under those terms, with their lease rows locked until
-    the transaction ends (so no takeover can commit in between): write only for these."""
+def fence_check(connection: Connection, identity: str, terms: dict[int, int]) -> dict[int, int]:
+    """Of the buckets in ``terms``, those this identity still holds, with their current terms; their lease rows
+    stay locked until the transaction ends (no takeover can commit in between). Write only for work decided under
+    those same terms."""
     if not terms:
-        return set()
+        return {}
     now = _store_now(connection)
     rows = connection.execute(
         select(ControllerLease.bucket, ControllerLease.term)
@@ -365,7 +366,7 @@ def fence_check(connection: Connection, identity: str, terms: dict[int, int]) ->
         )
         .with_for_update(read=True)
     ).all()
-    return {bucket for bucket, term in rows if terms.get(bucket) == term}
+    return {bucket: term for bucket, term in rows}
 
 
 def lease_rows(connection: Connection) -> dict[int, tuple[str | None, int, datetime | None]]:

@@ -1,12 +1,23 @@
-"""The reconcile loop: the thin shell around ``decide()``.
+"""The reconcile loop: the thin shell around ``decide()``, for a fleet.
 
-Every ``decision_interval_s`` per deployment: read the policy, overrides, latest forecast and recent observations,
-call ``decide()``, act through the deployment's backend, and record the decision (every change, and an unchanged
-one at most once per ``record_unchanged_every_s``). Anything that fails on the way (database, metrics source,
-backend) is logged and the current replica count is kept; the loop itself never stops on an error.
+A *pass* (every ``tick_s``) looks for the deployments that are due (each every ``decision_interval_s``) among those
+whose lease bucket this controller holds, reads their inputs from the store in a few queries for all of them
+(``loop_inputs``) and their new samples in one (``StoreSource.prepare``), and hands each to a pool of worker
+threads. A worker reads the backend's desired and ready counts, calls ``decide()``, scales if needed and returns an
+outcome; the next pass records the finished outcomes (decisions and the live status of each deployment) in one
+transaction fenced by the lease terms they were decided under.
+
+Isolation: a deployment is never in two workers at once and is not dispatched again until its worker returns, so a
+backend that hangs, a Prometheus query that times out, a stored policy that no longer validates or any unexpected
+exception costs that deployment alone: it is logged with its name, counted in
+``prewarm_controller_errors_total{deployment, stage}`` and shown in its status; the others are decided on time.
+
+Fencing: every backend call checks first that the deployment's bucket is still held under the term it was
+dispatched with (``FencedBackend``); a controller that lost its lease while paused makes no call when it resumes.
 
 Restart: the decision state (the scale-down stabilisation window) is rebuilt from the decisions stored within the
-window, so a restarted controller does not scale down earlier than the one that crashed would have.
+window, so a restarted controller, or one that takes a bucket over, does not scale down earlier than the previous
+owner would have.
 """
 
 from __future__ import annotations
@@ -14,30 +25,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
+import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller import repository
-from controller.backends.base import BackendError, ReplicaBackend, ReplicaState
+from controller.backends.base import BackendError, ReplicaBackend, ReplicaInfo
 from controller.backends.factory import build_backend
-from controller.decide import Decision, DecisionState, ForecastInput, Observations, decide
+from controller.decide import Decision, DecisionState, Observations, decide
+from controller.leases import LeaseManager, bucket_of
+from controller.loop_inputs import DeploymentRow, InputError, InputReader, Inputs, read_deployments
+from controller.loop_metrics import ControllerMetrics
+from controller.loop_record import Outcome, Recorder
 from controller.sources.window import ObservationWindow
 from prewarm import metric_names as m
 from prewarm.db.engine import session_factory
-from prewarm.db.models import Deployment, ScalingDecision
+from prewarm.db.models import ScalingDecision
 
 logger = logging.getLogger(__name__)
 
-COUNTED_STATES = (ReplicaState.STARTING, ReplicaState.READY)
+DEPLOYMENTS_REFRESH_S = 1.0  # how often the deployment list is read again (new, deleted, changed backends)
+LOCAL_IDENTITY = "local"  # the identity recorded when no lease manager is used (tests, single process)
 
 
 class MetricsSource(Protocol):
@@ -48,73 +65,75 @@ class MetricsSource(Protocol):
     ) -> ObservationWindow: ...
 
 
-BackendFactory = Callable[[Deployment], ReplicaBackend]
+BackendFactory = Callable[[DeploymentRow], ReplicaBackend]
+
+
+class LeaseLost(RuntimeError):
+    """The deployment's bucket is no longer held under the term its work was dispatched with."""
+
+
+class FencedBackend:
+    """A backend whose every call first checks the lease term (``ReplicaBackend`` protocol)."""
+
+    def __init__(self, backend: ReplicaBackend, check: Callable[[], bool]) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self._check = check
+
+    def _fence(self) -> None:
+        if not self._check():
+            raise LeaseLost("the lease of this deployment's bucket is no longer held")
+
+    def desired_count(self) -> int:
+        self._fence()
+        return self.backend.desired_count()
+
+    def ready_count(self) -> int:
+        self._fence()
+        return self.backend.ready_count()
+
+    def scale_to(self, replicas: int) -> None:
+        self._fence()
+        self.backend.scale_to(replicas)
+
+    def replicas(self) -> list[ReplicaInfo]:
+        self._fence()
+        return self.backend.replicas()
+
+    def close(self) -> None:
+        self.backend.close()
 
 
 @dataclass
 class DeploymentRuntime:
-    """What the loop keeps in memory for one deployment between ticks."""
+    """What the loop keeps in memory for one deployment between decisions."""
 
-    name: str
-    deployment_id: int
+    row: DeploymentRow
     backend: ReplicaBackend
-    backend_key: str
     state: DecisionState
     next_decision_at: float = 0.0
-    last_recorded_at: float = 0.0
+    busy: bool = False
+    last_recorded_at: float = -1e18
     last_decision: Decision | None = None
     last_recorded_desired: int | None = None
     last_recorded_source: str | None = None
     current: int = 0
     ready: int = 0
-    forecast_upper_rps: float | None = None
-    errors: list[str] = field(default_factory=list)
+    decided_at: float | None = None
+    error_stage: str | None = None
+    error_message: str | None = None
+    error_at: float | None = None
+    errors_total: int = 0
+    history: list[str] = field(default_factory=list)  # recent error lines, newest last
 
-
-class ControllerMetrics:
-    """Prometheus metrics the controller exports about its decisions."""
-
-    _default: ControllerMetrics | None = None
-
-    @classmethod
-    def default(cls) -> ControllerMetrics:
-        """The process-wide instance, registered in prometheus-client's default registry (served at /metrics)."""
-        if cls._default is None:
-            cls._default = cls(REGISTRY)
-        return cls._default
-
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        labels = ["deployment"]
-        self.desired = Gauge(
-            "prewarm_controller_desired_replicas", "Replicas decided", labels, registry=registry
-        )
-        self.current = Gauge(
-            "prewarm_controller_current_replicas", "Replicas asked for", labels, registry=registry
-        )
-        self.ready = Gauge("prewarm_controller_ready_replicas", "Replicas ready", labels, registry=registry)
-        self.forecast = Gauge(
-            "prewarm_controller_forecast_upper_rps",
-            "Upper forecast band over the decision window (NaN when not used)",
-            labels,
-            registry=registry,
-        )
-        self.decisions = Counter(
-            "prewarm_controller_decisions",
-            "Decisions made, by the step that set the count",
-            ["deployment", "source"],
-            registry=registry,
-        )
-        self.errors = Counter(
-            "prewarm_controller_errors",
-            "Reconcile errors, by stage",
-            ["deployment", "stage"],
-            registry=registry,
-        )
+    @property
+    def name(self) -> str:
+        return self.row.name
 
 
 class ReconcileLoop:
-    """Reconciles every deployment in the store; ``reconcile_once`` is one blocking pass (the async runner calls it
-    in a worker thread so the API never waits on it)."""
+    """Reconciles the deployments this controller owns. ``pass_once`` dispatches one pass; ``reconcile_once``
+    runs one pass to completion (tests and the simulator-like callers); ``run`` passes until stopped."""
 
     def __init__(
         self,
@@ -125,6 +144,8 @@ class ReconcileLoop:
         state_root: Path = Path("run"),
         record_unchanged_every_s: float = 60.0,
         metrics: ControllerMetrics | None = None,
+        leases: LeaseManager | None = None,
+        workers: int = 8,
     ) -> None:
         self.engine = engine
         self.sessions = session_factory(engine)
@@ -133,133 +154,255 @@ class ReconcileLoop:
         self.backend_factory = backend_factory or self._default_backend
         self.record_unchanged_every_s = record_unchanged_every_s
         self.metrics = metrics or ControllerMetrics.default()
+        self.leases = leases
+        self.identity = leases.identity if leases is not None else LOCAL_IDENTITY
+        self.inputs = InputReader(self.sessions)
+        self.recorder = Recorder(engine, self.identity, fenced=leases is not None)
         self.runtimes: dict[str, DeploymentRuntime] = {}
         self.database_ok = True
+        self.last_pass_completed: float | None = None  # epoch seconds
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+        self._done: list[Outcome] = []
+        self._done_lock = threading.Lock()
+        self._rows: list[DeploymentRow] = []
+        self._rows_read_at = -1e18
+        self._passes = 0
 
-    def _default_backend(self, deployment: Deployment) -> ReplicaBackend:
+    def _default_backend(self, row: DeploymentRow) -> ReplicaBackend:
         return build_backend(
-            name=deployment.name,
-            model=deployment.model,
-            backend=deployment.backend,
-            backend_config=dict(deployment.backend_config or {}),
-            min_replicas=deployment.min_replicas,
+            name=row.name,
+            model=row.model,
+            backend=row.backend,
+            backend_config=dict(row.backend_config),
+            min_replicas=row.min_replicas,
             engine=self.engine,
             state_root=self.state_root,
         )
 
+    # -- ownership -----------------------------------------------------------------------------------------
+
+    def _owned_buckets(self) -> dict[int, int] | None:
+        """bucket -> term held now; None: everything (no lease manager)."""
+        return self.leases.owned() if self.leases is not None else None
+
+    def bucket(self, name: str) -> int:
+        return bucket_of(name, self.leases.buckets) if self.leases is not None else 0
+
+    def owned_names(self) -> list[str]:
+        """Deployments whose bucket this controller holds now (the forecast job fits only these)."""
+        owned = self._owned_buckets()
+        return [r.name for r in self._rows if owned is None or self.bucket(r.name) in owned]
+
     # -- one pass ------------------------------------------------------------------------------------------
 
-    def reconcile_once(self, now: float | None = None) -> dict[str, Decision]:
-        """Decide (and act) for every deployment that is due; returns the decisions made in this pass."""
+    def reconcile_once(self, now: float | None = None, timeout_s: float = 60.0) -> dict[str, Decision]:
+        """Run one pass to completion: every due deployment decided and recorded; returns those decisions."""
+        futures = self.pass_once(now)
+        wait(futures, timeout=timeout_s)
+        outcomes = self._flush()
+        return {o.name: o.decision for o in outcomes if o.decision is not None}
+
+    def pass_once(self, now: float | None = None) -> list[Future[None]]:
+        """Record what finished, then dispatch every due deployment to the workers (returns their futures)."""
+        started = time.perf_counter()
         now = time.time() if now is None else now
+        self._flush()
+        futures: list[Future[None]] = []
         try:
-            with self.sessions() as session:
-                deployments = list(session.scalars(select(Deployment).order_by(Deployment.name)))
+            rows = self._deployments(now)
+            owned = self._owned_buckets()
+            due = self._due(rows, owned, now)
+            if due:
+                inputs = self.inputs.read([rt.row.id for rt in due], now)
+                self._prepare_source(due, inputs, now)
+            else:
+                inputs = {}
         except SQLAlchemyError as error:
             self._database_down(error)
-            return {}
+            return futures
         self._database_up()
-        self._forget_deleted({d.name for d in deployments})
-        decisions: dict[str, Decision] = {}
-        for deployment in deployments:
-            runtime = self._runtime_for(deployment, now)
-            if runtime is None or now < runtime.next_decision_at:
+        for runtime in due:
+            found = inputs.get(runtime.row.id)
+            if found is None:  # deleted meanwhile, or no policy yet
                 continue
-            decision = self._reconcile_deployment(deployment, runtime, now)
-            if decision is not None:
-                decisions[deployment.name] = decision
-        return decisions
+            bucket = self.bucket(runtime.name)
+            term = owned.get(bucket, 0) if owned is not None else 0
+            interval = found.policy.decision_interval_s if isinstance(found, Inputs) else 5.0
+            due_at = runtime.next_decision_at
+            # Keep the phase (no drift), but never schedule catch-up bursts after a stall.
+            runtime.next_decision_at = due_at + interval if due_at + interval > now else now + interval
+            runtime.busy = True
+            futures.append(self._pool.submit(self._work, runtime, found, now, due_at, bucket, term))
+        self._passes += 1
+        self.last_pass_completed = time.time()
+        self.metrics.last_pass.set(self.last_pass_completed)
+        self.metrics.pass_duration.observe(time.perf_counter() - started)
+        return futures
 
-    def _reconcile_deployment(
-        self, deployment: Deployment, runtime: DeploymentRuntime, now: float
-    ) -> Decision | None:
-        name = deployment.name
-        try:
+    def _deployments(self, now: float) -> list[DeploymentRow]:
+        if now - self._rows_read_at >= DEPLOYMENTS_REFRESH_S or now < self._rows_read_at:
             with self.sessions() as session:
-                policy_version, policy = repository.current_policy(session, deployment.id)
-                overrides = repository.override_values(
-                    session, deployment.id, datetime.fromtimestamp(now, UTC)
-                )
-                latest = repository.latest_forecast(session, deployment.id)
-                startup_s = repository.replica_startup_s(session, deployment.id)
-        except SQLAlchemyError as error:
-            self._database_down(error)
-            self.metrics.errors.labels(name, "database").inc()
-            return None  # keep the current count: nothing is decided without the policy
-        runtime.next_decision_at = now + policy.decision_interval_s
+                self._rows = read_deployments(session)
+            self._rows_read_at = now
+            self._sync_runtimes()
+        return self._rows
 
+    def _due(
+        self, rows: list[DeploymentRow], owned: dict[int, int] | None, now: float
+    ) -> list[DeploymentRuntime]:
+        due: list[DeploymentRuntime] = []
+        owned_count = 0
+        for row in rows:
+            if owned is not None and self.bucket(row.name) not in owned:
+                self._release(row.name, "its bucket is held by another controller")
+                continue
+            owned_count += 1
+            runtime = self._runtime_for(row, now)
+            if runtime is None or runtime.busy or now < runtime.next_decision_at:
+                continue
+            due.append(runtime)
+        self.metrics.deployments_owned.set(owned_count)
+        return due
+
+    def _prepare_source(
+        self, due: list[DeploymentRuntime], inputs: dict[int, Inputs | InputError], now: float
+    ) -> None:
+        prepare = getattr(self.source, "prepare", None)
+        if prepare is None:
+            return
+        duration = max(
+            (max(i.policy.stable_window_s, i.policy.panic_window_s) for i in inputs.values() if isinstance(i, Inputs)),
+            default=60.0,
+        )
+        prepare([(rt.row.id, rt.name) for rt in due], now, duration)
+
+    # -- one deployment (in a worker thread) ---------------------------------------------------------------
+
+    def _work(
+        self, runtime: DeploymentRuntime, inputs: Inputs | InputError, now: float, due_at: float, bucket: int,
+        term: int,
+    ) -> None:  # fmt: skip
+        began = time.time()
+        self.metrics.decision_lag.observe(max(0.0, began - due_at))
+        outcome = Outcome(name=runtime.name, deployment_id=runtime.row.id, bucket=bucket, term=term, at=began)
         try:
-            replicas = runtime.backend.replicas()
-            current = sum(1 for replica in replicas if replica.state in COUNTED_STATES)
-            ready = runtime.backend.ready_count()
-        except BackendError as error:
-            logger.error(
-                "deployment %s: backend %s cannot report replicas: %s", name, runtime.backend.name, error
+            if isinstance(inputs, InputError):
+                raise inputs
+            leases = self.leases
+            backend: ReplicaBackend = (
+                FencedBackend(runtime.backend, lambda: leases.holds(bucket, term))
+                if leases is not None
+                else runtime.backend
             )
-            self.metrics.errors.labels(name, "backend").inc()
-            return None
-        runtime.current, runtime.ready = current, ready
+            self._decide_and_act(runtime, backend, inputs, now, outcome)
+        except LeaseLost:
+            outcome.fenced = True
+        except InputError as error:
+            outcome.fail(error.stage, str(error))
+        except BackendError as error:
+            outcome.fail("backend", f"backend {runtime.backend.name}: {error}")
+        except SQLAlchemyError as error:
+            outcome.fail("database", f"{type(error).__name__}: {error}")
+        except Exception as error:  # a bug must cost this deployment alone
+            logger.exception("deployment %s: unexpected error while reconciling", runtime.name)
+            outcome.fail("unexpected", f"{type(error).__name__}: {error}")
+        finally:
+            self.metrics.decision_seconds.observe(time.time() - began)
+            with self._done_lock:
+                self._done.append(outcome)
+            runtime.busy = False
 
-        window = self.source.window(name, now, max(policy.stable_window_s, policy.panic_window_s))
-        observations = observations_from_window(window, current, ready, startup_s, tuple(overrides))
-        forecast = forecast_input(latest) if latest is not None else None
-        decision = decide(policy, observations, forecast, runtime.state, now)
+    def _decide_and_act(
+        self, runtime: DeploymentRuntime, backend: ReplicaBackend, inputs: Inputs, now: float, outcome: Outcome
+    ) -> None:
+        policy = inputs.policy
+        current = backend.desired_count()
+        ready = backend.ready_count()
+        runtime.current, runtime.ready = current, ready
+        outcome.current, outcome.ready = current, ready
+        window = self.source.window(runtime.name, now, max(policy.stable_window_s, policy.panic_window_s))
+        if window.errors:
+            outcome.warn("metrics", f"metrics source: {window.errors[0]}")
+        observations = observations_from_window(window, current, ready, inputs.startup_s, inputs.overrides)
+        decision = decide(policy, observations, inputs.forecast, runtime.state, now)
         runtime.state = decision.new_state
         runtime.last_decision = decision
-        runtime.forecast_upper_rps = decision.forecast_upper_rps
-
-        applied = False
+        runtime.decided_at = now
+        outcome.decision = decision
+        outcome.policy_version = inputs.policy_version
         if decision.act and decision.desired != current:
             try:
-                runtime.backend.scale_to(decision.desired)
-                applied = True
+                backend.scale_to(decision.desired)
+                outcome.applied = True
                 logger.info(
                     "deployment %s: scaled %d -> %d (%s): %s",
-                    name, current, decision.desired, decision.source, "; ".join(decision.reason_texts[-3:]),
+                    runtime.name, current, decision.desired, decision.source, "; ".join(decision.reason_texts[-3:]),
+                    extra={"deployment": runtime.name, "source": decision.source},
                 )  # fmt: skip
             except BackendError as error:
-                logger.error("deployment %s: scale to %d failed: %s", name, decision.desired, error)
-                self.metrics.errors.labels(name, "backend").inc()
-        self._export(name, decision, current, ready)
-        self._record(deployment.id, runtime, decision, current, applied, policy_version, now)
-        return decision
+                outcome.fail("backend", f"scale to {decision.desired} failed: {error}")
+        outcome.record = self._should_record(runtime, decision, current, now)
 
-    def _record(
-        self,
-        deployment_id: int,
-        runtime: DeploymentRuntime,
-        decision: Decision,
-        current: int,
-        applied: bool,
-        policy_version: int,
-        now: float,
-    ) -> None:
+    def _should_record(self, runtime: DeploymentRuntime, decision: Decision, current: int, now: float) -> bool:
         changed = (
             decision.desired != current
             or decision.desired != runtime.last_recorded_desired
             or decision.source != runtime.last_recorded_source  # e.g. a pin ended: say so at once
         )
         if not changed and now - runtime.last_recorded_at < self.record_unchanged_every_s:
-            return
+            return False
+        runtime.last_recorded_at = now
+        runtime.last_recorded_desired = decision.desired
+        runtime.last_recorded_source = decision.source
+        return True
+
+    # -- recording (pass thread) ---------------------------------------------------------------------------
+
+    def _flush(self) -> list[Outcome]:
+        with self._done_lock:
+            outcomes, self._done = self._done, []
+        if not outcomes:
+            return []
+        for outcome in outcomes:
+            self._account(outcome)
         try:
-            with self.sessions() as session:
-                repository.record_decision(
-                    session,
-                    deployment_id,
-                    ts=datetime.fromtimestamp(now, UTC),
-                    current=current,
-                    desired=decision.desired,
-                    applied=applied,
-                    source=decision.source,
-                    reasons=decision.reason_texts,
-                    policy_version=policy_version,
-                )
-                session.commit()
-            runtime.last_recorded_at = now
-            runtime.last_recorded_desired = decision.desired
-            runtime.last_recorded_source = decision.source
+            written = self.recorder.write(outcomes)
         except SQLAlchemyError as error:
             self._database_down(error)
+            for outcome in outcomes:  # to be recorded again at the next change or minute
+                runtime = self.runtimes.get(outcome.name)
+                if runtime is not None and outcome.record:
+                    runtime.last_recorded_desired = None
+            return [o for o in outcomes if not o.fenced]
+        fenced = [o.name for o in outcomes if o.bucket not in written and not o.fenced]
+        if fenced:
+            logger.warning("lease lost before recording: %d decision(s) not recorded (%s...)",
+                           len(fenced), ", ".join(fenced[:3]))  # fmt: skip
+        return [o for o in outcomes if not o.fenced]
+
+    def _account(self, outcome: Outcome) -> None:
+        runtime = self.runtimes.get(outcome.name)
+        if outcome.fenced:
+            self.metrics.errors.labels(outcome.name, "lease").inc()
+            return
+        for stage, message in outcome.errors:
+            self.metrics.errors.labels(outcome.name, stage).inc()
+            log = logger.error if stage != "metrics" else logger.warning
+            log("deployment %s: %s error: %s", outcome.name, stage, message,
+                extra={"deployment": outcome.name, "stage": stage})  # fmt: skip
+            if runtime is not None:
+                runtime.errors_total += 1
+                runtime.error_stage, runtime.error_message, runtime.error_at = stage, message, outcome.at
+                runtime.history = [*runtime.history[-9:], f"{stage}: {message}"]
+        if runtime is not None and not outcome.errors and outcome.decision is not None:
+            runtime.error_stage = runtime.error_message = None
+        outcome.errors_total = runtime.errors_total if runtime is not None else len(outcome.errors)
+        outcome.last_error = (
+            (runtime.error_stage, runtime.error_message, runtime.error_at) if runtime is not None else None
+        )
+        decision = outcome.decision
+        if decision is not None:
+            self._export(outcome.name, decision, outcome.current, outcome.ready)
 
     def _export(self, name: str, decision: Decision, current: int, ready: int) -> None:
         self.metrics.desired.labels(name).set(decision.desired)
@@ -271,36 +414,40 @@ class ReconcileLoop:
 
     # -- deployments coming and going ----------------------------------------------------------------------
 
-    def _runtime_for(self, deployment: Deployment, now: float) -> DeploymentRuntime | None:
-        key = f"{deployment.backend}:{sorted((deployment.backend_config or {}).items())}:{deployment.model}"
-        runtime = self.runtimes.get(deployment.name)
-        if runtime is not None and runtime.backend_key == key and runtime.deployment_id == deployment.id:
+    def _runtime_for(self, row: DeploymentRow, now: float) -> DeploymentRuntime | None:
+        runtime = self.runtimes.get(row.name)
+        if runtime is not None and runtime.row.backend_key == row.backend_key and runtime.row.id == row.id:
+            runtime.row = row
             return runtime
         if runtime is not None:
-            logger.info("deployment %s: backend settings changed, rebuilding its backend", deployment.name)
-            runtime.backend.close()
+            if runtime.busy:
+                return None  # rebuilt once its worker returns
+            logger.info("deployment %s: backend settings changed, rebuilding its backend", row.name)
+            self._release(row.name, "backend settings changed")
         try:
-            backend = self.backend_factory(deployment)
+            backend = self.backend_factory(row)
         except (BackendError, OSError, ValueError) as error:
-            logger.error(
-                "deployment %s: cannot build backend %s: %s", deployment.name, deployment.backend, error
-            )
-            self.metrics.errors.labels(deployment.name, "backend").inc()
+            logger.error("deployment %s: cannot build backend %s: %s", row.name, row.backend, error,
+                         extra={"deployment": row.name, "stage": "backend"})  # fmt: skip
+            self.metrics.errors.labels(row.name, "backend").inc()
             return None
         runtime = DeploymentRuntime(
-            name=deployment.name,
-            deployment_id=deployment.id,
-            backend=backend,
-            backend_key=key,
-            state=self._resume_state(deployment.id, now),
+            row=row, backend=backend, state=self._resume_state(row.id, now), next_decision_at=now
         )
-        self.runtimes[deployment.name] = runtime
+        # At start-up a large fleet's first decisions are spread (no thundering herd): over the time the default
+        # 5 s interval gives them; a bucket taken over later is decided at once.
+        if self._passes == 0 and len(self._rows) > 100:
+            spread_s = min(5.0, len(self._rows) / 200.0)
+            runtime.next_decision_at = now + (zlib.crc32(row.name.encode()) % 1000) / 1000 * spread_s
+        self.runtimes[row.name] = runtime
         return runtime
 
     def _resume_state(self, deployment_id: int, now: float) -> DecisionState:
         """Rebuild the stabilisation window from stored decisions (conservative: their desired counts)."""
         try:
             with self.sessions() as session:
+                from controller import repository
+
                 _, policy = repository.current_policy(session, deployment_id)
                 since = datetime.fromtimestamp(now - policy.scale_down_stabilisation_s, UTC)
                 rows = session.execute(
@@ -308,20 +455,37 @@ class ReconcileLoop:
                     .where(ScalingDecision.deployment_id == deployment_id, ScalingDecision.ts >= since)
                     .order_by(ScalingDecision.ts)
                 ).all()
-        except (SQLAlchemyError, LookupError):
+        except (SQLAlchemyError, LookupError, ValueError):
             return DecisionState()
         return DecisionState(recommendations=tuple((ts.timestamp(), desired) for ts, desired in rows))
 
-    def _forget_deleted(self, names: set[str]) -> None:
+    def _sync_runtimes(self) -> None:
+        names = {row.name for row in self._rows}
         for name in list(self.runtimes):
             if name not in names:
-                logger.info("deployment %s was deleted: releasing its backend", name)
-                self.runtimes.pop(name).backend.close()
+                self._release(name, "deleted")
+
+    def _release(self, name: str, why: str) -> None:
+        runtime = self.runtimes.get(name)
+        if runtime is None or runtime.busy:
+            return
+        logger.info("deployment %s: %s, releasing its backend", name, why)
+        self.runtimes.pop(name)
+        self.inputs.forget(runtime.row.id)
+        forget = getattr(self.source, "forget", None)
+        if forget is not None:
+            forget(name)
+        self.metrics.forget(name)
+        try:
+            runtime.backend.close()
+        except Exception:
+            logger.exception("deployment %s: closing its backend failed", name)
 
     def _database_down(self, error: Exception) -> None:
         if self.database_ok:
             logger.error("database unreachable, keeping current replica counts until it returns: %s", error)
         self.database_ok = False
+        self.metrics.errors.labels("", "database").inc()
 
     def _database_up(self) -> None:
         if not self.database_ok:
@@ -330,24 +494,27 @@ class ReconcileLoop:
 
     # -- running -------------------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event, tick_s: float = 1.0) -> None:
-        """Reconcile until ``stop`` is set; each pass runs in a worker thread."""
+    async def run(self, stop: asyncio.Event, tick_s: float = 0.1) -> None:
+        """Pass every ``tick_s`` until ``stop`` is set; each pass runs in a thread (the API never waits on it)."""
         while not stop.is_set():
             try:
-                await asyncio.to_thread(self.reconcile_once)
-            except Exception:  # a bug in one pass must not end the loop: log it and go on
+                await asyncio.to_thread(self.pass_once)
+            except Exception:  # a bug in a pass must not end the loop: log it and go on
                 logger.exception("reconcile pass failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=tick_s)
 
     def close(self) -> None:
-        """Release every backend (local replicas are stopped)."""
-        for runtime in self.runtimes.values():
-            runtime.backend.close()
-        self.runtimes.clear()
+        """Wait briefly for running reconciles, record them, and release every backend (local replicas stop)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(SQLAlchemyError):
+            self._flush()
+        for runtime in list(self.runtimes.values()):
+            runtime.busy = False
+            self._release(runtime.name, "controller stopping")
 
     def status(self, name: str) -> dict[str, Any] | None:
-        """Live view of one deployment for the API: current, desired, ready replicas and the last decision."""
+        """Live view of one deployment for the API (None when this controller does not own it)."""
         runtime = self.runtimes.get(name)
         if runtime is None:
             return None
@@ -358,7 +525,15 @@ class ReconcileLoop:
             "desired_replicas": decision.desired if decision else None,
             "source": decision.source if decision else None,
             "reasons": decision.reason_texts if decision else [],
-            "forecast_upper_rps": runtime.forecast_upper_rps,
+            "forecast_upper_rps": decision.forecast_upper_rps if decision else None,
+            "owner": self.identity,
+            "decided_at": runtime.decided_at,
+            "error": (
+                {"stage": runtime.error_stage, "message": runtime.error_message, "at": runtime.error_at}
+                if runtime.error_stage
+                else None
+            ),
+            "errors_total": runtime.errors_total,
         }
 
 
@@ -386,25 +561,4 @@ def observations_from_window(
         last_sample_ts=last_sample_ts,
         replica_startup_s=replica_startup_s,
         overrides=overrides,
-    )
-
-
-def forecast_input(latest: tuple[Any, list[Any]]) -> ForecastInput | None:
-    """A stored forecast run and its points as ``decide()`` takes them (None when it has no points)."""
-    run, points = latest
-    if not points:
-        return None
-    detail = run.detail or {}
-    peak = detail.get("history_peak_rps")
-    points_seen = detail.get("history_points")
-    return ForecastInput(
-        created_at=run.created_at.timestamp(),
-        target_ts=np.array([p.target_ts.timestamp() for p in points]),
-        upper=np.array([p.upper for p in points]),
-        point=np.array([p.point for p in points]),
-        lower=np.array([p.lower for p in points]),
-        step_s=run.step_s,
-        model=run.model_name,
-        history_peak_rps=float(peak) if peak is not None else None,
-        history_s=float(points_seen) * run.step_s if points_seen is not None else None,
     )

@@ -1,26 +1,33 @@
-"""Assemble and serve the controller process: store, metrics source, loop, forecasts, API."""
+"""Assemble and serve the controller process: store, leases, metrics source, loop, forecasts, maintenance, API."""
 
 from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
+from controller.leases import LeaseConfigError, LeaseManager, LeaseTimings, StoreSharedError, default_identity
 from controller.loop import MetricsSource, ReconcileLoop
 from controller.runtime import ControllerRuntime
 from controller.sources.store import RecordingSource, StoreSource
 from forecaster.job import ForecastJob
 from prewarm.db import migrate
 from prewarm.db.engine import create_engine_for_url
+from prewarm.db.retention import Maintenance, RetentionPolicy
 from prewarm.db.store import MetricsStore
 from prewarm.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def metrics_source(settings: Settings, store: MetricsStore) -> MetricsSource:
@@ -30,12 +37,44 @@ def metrics_source(settings: Settings, store: MetricsStore) -> MetricsSource:
 
         logger.info("observations from Prometheus at %s (kept in the metrics store)", settings.prometheus_url)
         return RecordingSource(PrometheusSource.from_settings(settings), store)
-    return StoreSource(store)
+    return StoreSource(store, late_s=settings.observation_late_s)
 
 
 async def metrics_endpoint(_request: Request) -> Response:
-    """The controller's Prometheus metrics (decisions, replica counts, forecasts)."""
+    """The controller's Prometheus metrics (decisions, replica counts, forecasts, pass timing, leases)."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def lease_manager(settings: Settings, engine: Engine) -> LeaseManager:
+    timings = LeaseTimings(
+        lease_s=settings.lease_duration_s,
+        renew_deadline_s=settings.lease_renew_deadline_s,
+        retry_s=settings.lease_retry_s,
+    )
+    return LeaseManager(
+        engine,
+        buckets=settings.lease_buckets,
+        timings=timings,
+        identity=settings.controller_identity or default_identity(),
+    )
+
+
+def health_routes(runtime: ControllerRuntime | None) -> tuple[Endpoint, Endpoint]:
+    """/livez (the loop completes passes) and /readyz (the store answers; which buckets are held)."""
+
+    async def livez(_request: Request) -> Response:
+        if runtime is None:
+            return JSONResponse({"live": True, "detail": "API only (--no-loop)"})
+        health = runtime.health()
+        return JSONResponse(asdict(health), status_code=200 if health.live else 503)
+
+    async def readyz(_request: Request) -> Response:
+        if runtime is None:
+            return JSONResponse({"ready": True, "detail": "API only (--no-loop)"})
+        health = runtime.health()
+        return JSONResponse(asdict(health), status_code=200 if health.ready else 503)
+
+    return livez, readyz
 
 
 async def serve_controller(
@@ -44,40 +83,72 @@ async def serve_controller(
     host: str,
     port: int,
     state_dir: Path,
-    tick_s: float = 1.0,
+    tick_s: float = 0.1,
     run_loop: bool = True,
 ) -> int:
-    """Serve until SIGINT/SIGTERM; on the way out the loop stops and local replicas are shut down."""
+    """Serve until SIGINT/SIGTERM; on the way out the loop stops, local replicas shut down, leases are released."""
     from controller.api.app import create_app
     from controller.dashboard import dashboard_router
 
     if migrate.current_revision(settings.database_url) is None:
         logger.error("the database is not migrated: run `prewarm db upgrade` first")
         return 2
-    engine = create_engine_for_url(settings.database_url)
+    engine = create_engine_for_url(settings.database_url, pool_size=max(5, settings.reconcile_workers + 4))
     store = MetricsStore(engine, max_future_skew_s=settings.max_future_skew_s)
     runtime: ControllerRuntime | None = None
     if run_loop:
-        loop = ReconcileLoop(engine, metrics_source(settings, store), state_root=state_dir)
+        leases = lease_manager(settings, engine)
+        try:
+            leases.tick()  # a second controller on SQLite, or a bucket-count mismatch, stops here
+        except (StoreSharedError, LeaseConfigError) as error:
+            logger.error("%s", error)
+            engine.dispose()
+            return 2
+        except Exception as error:  # the store is down at start: the lease thread keeps trying
+            logger.warning("first lease round failed (%s); retrying in the background", error)
+        loop = ReconcileLoop(
+            engine,
+            metrics_source(settings, store),
+            state_root=state_dir,
+            leases=leases,
+            workers=settings.reconcile_workers,
+        )
         runtime = ControllerRuntime(
             engine,
             loop,
             ForecastJob(engine, settings),
+            leases=leases,
+            maintenance=Maintenance(engine, RetentionPolicy.from_settings(settings)),
+            maintenance_interval_s=settings.maintenance_interval_s,
             tick_s=tick_s,
             forecast_poll_s=settings.forecast_poll_interval_s,
+            liveness_stale_s=settings.liveness_stale_s,
         )
+        logger.info("controller %s: %d lease buckets", leases.identity, leases.buckets)
     app = create_app(engine, settings=settings, runtime=runtime)
     app.include_router(dashboard_router(engine))
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    livez, readyz = health_routes(runtime)
+    app.add_route("/livez", livez, include_in_schema=False)
+    app.add_route("/readyz", readyz, include_in_schema=False)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal with the handler it found; no-op handlers make
     # that harmless, so the runtime below still stops (and local replicas shut down) before the process exits.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
+    exit_code = 0
     if runtime is not None:
+
+        def fatal() -> None:
+            nonlocal exit_code
+            exit_code = 2
+            server.should_exit = True
+
+        runtime.on_fatal = fatal
         await runtime.start()
     logger.info(
-        "controller listening on http://%s:%d (API under /api/v1, dashboard at /dashboard, metrics at /metrics)",
+        "controller listening on http://%s:%d (API under /api/v1, dashboard at /dashboard, metrics at /metrics, "
+        "probes at /livez and /readyz)",
         host,
         port,
     )
@@ -87,4 +158,4 @@ async def serve_controller(
         if runtime is not None:
             await runtime.stop()
         engine.dispose()
-    return 0
+    return exit_code

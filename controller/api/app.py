@@ -13,7 +13,7 @@ from controller.api.context import ApiContext
 from controller.api.errors import install_error_handlers
 from controller.api.limits import BodySizeLimit
 from controller.api.openapi import install_problem_openapi
-from controller.api.routers import decisions, deployments, forecasts, overrides, policies, samples
+from controller.api.routers import decisions, deployments, fleet, forecasts, overrides, policies, samples
 from controller.api.runtime import ControllerRuntime
 from prewarm.db.engine import session_factory
 from prewarm.settings import Settings
@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 DESCRIPTION = """\
-Operate prewarm over HTTP: deployments, their versioned scaling policies, forecasts, operator overrides
-(pin, floor, freeze, reactive-only, dry-run), the decision log, and metric ingestion.
+Operate prewarm over HTTP: deployments, the fleet overview, their versioned scaling policies, forecasts, operator
+overrides (pin, floor, freeze, reactive-only, dry-run), the decision log, and metric ingestion.
 
 **Auth**: changes need `Authorization: Bearer <admin token>` (`PREWARM_ADMIN_TOKENS`); reads are open unless
 `PREWARM_PROTECT_READS` is on. **Errors** are RFC 9457 problem details (`application/problem+json`); 422 lists
@@ -64,7 +64,7 @@ def create_app(engine: Engine, *, settings: Settings, runtime: ControllerRuntime
     def health() -> Health:
         return Health(status="ok", runtime=runtime is not None)
 
-    for module in (deployments, policies, forecasts, overrides, decisions, samples):
+    for module in (deployments, fleet, policies, forecasts, overrides, decisions, samples):
         api.include_router(module.router)
     app.include_router(api)
     return app

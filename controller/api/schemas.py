@@ -235,20 +235,66 @@ class ForecastSummary(BaseModel):
 # -- status ---------------------------------------------------------------------------------------------------
 
 
+class DeploymentError(BaseModel):
+    """The newest error of a deployment's reconcile (the others went on)."""
+
+    stage: str = Field(description="database, policy, metrics, backend, lease or unexpected.")
+    message: str
+    at: datetime | None
+
+
 class DeploymentStatus(BaseModel):
     """Where a deployment stands now."""
 
     deployment: str
-    source: Literal["runtime", "store"] = Field(
-        description="'runtime': live counts from the controller loop; 'store': from the latest decision."
+    source: Literal["runtime", "status", "store"] = Field(
+        description="'runtime': live from this controller's loop (it owns the deployment); 'status': as the "
+        "owning controller last reported it; 'store': only the decision log knows (never decided by a loop yet)."
     )
     current_replicas: int | None
     desired_replicas: int | None
     ready_replicas: int | None
     policy_version: int
+    owner: str | None = Field(default=None, description="The controller whose lease covers this deployment.")
+    bucket: int | None = Field(default=None, description="Its lease bucket (a hash of the name).")
+    step: str | None = Field(default=None, description="The decide() step in charge of the count.")
+    decided_at: datetime | None = None
+    error: DeploymentError | None = None
+    errors_total: int = 0
     last_decision: DecisionOut | None
     latest_forecast: ForecastSummary | None
     active_overrides: list[OverrideOut]
+
+
+class FleetItem(BaseModel):
+    """One deployment in the fleet overview."""
+
+    name: str
+    backend: str
+    min_replicas: int
+    max_replicas: int
+    bucket: int
+    owner: str | None
+    current_replicas: int | None
+    desired_replicas: int | None
+    ready_replicas: int | None
+    step: str | None
+    reason: str
+    forecast_used: bool
+    forecast_upper_rps: float | None
+    decided_at: datetime | None
+    updated_at: datetime | None
+    stale: bool = Field(description="No controller reported on it in the last minute.")
+    error: DeploymentError | None
+    errors_total: int
+
+
+class FleetPage(BaseModel):
+    items: list[FleetItem]
+    total: int = Field(description="Deployments matching the filter.")
+    limit: int
+    offset: int
+    counts: dict[str, int] = Field(description="Deployments per state: all, errors, maxed, mismatch, ...")
 
 
 # -- samples --------------------------------------------------------------------------------------------------

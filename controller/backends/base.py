@@ -41,6 +41,11 @@ class ReplicaBackend(Protocol):
         """Every replica the backend manages now, with its state."""
         ...
 
+    def desired_count(self) -> int:
+        """The count the backend was last asked for (its spec: Kubernetes' ``spec.replicas``), which the loop
+        decides from. Pods of a rolling update's surge or replicas still stopping are not in it."""
+        ...
+
     def ready_count(self) -> int:
         """Replicas that passed their readiness probe (pre-warmed) and take traffic."""
         ...

@@ -51,6 +51,11 @@ class DryRunBackend:
             return self._observe.replicas()
         return [ReplicaInfo(f"dry-run-{i}", ReplicaState.READY) for i in range(self._pretended)]
 
+    def desired_count(self) -> int:
+        if self._observe is not None:
+            return self._observe.desired_count()
+        return self._pretended
+
     def ready_count(self) -> int:
         if self._observe is not None:
             return self._observe.ready_count()

@@ -160,6 +160,10 @@ class LocalProcessBackend:
                 for r in self._replicas.values()
             ]
 
+    def desired_count(self) -> int:
+        with self._lock:
+            return self._desired
+
     def ready_count(self) -> int:
         with self._lock:
             return sum(1 for r in self._replicas.values() if r.state is ReplicaState.READY)

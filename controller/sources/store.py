@@ -1,17 +1,30 @@
-"""Observations from prewarm's own metrics store (where the gateway's collector writes per-second samples)."""
+"""Observations from prewarm's own metrics store (where the gateway's collector writes per-second samples).
+
+The loop decides each deployment every few seconds from the last minute of its samples. Reading that minute again
+every time costs a query per metric and deployment and re-reads what is already known, so ``StoreSource`` keeps
+each deployment's recent seconds in memory: ``prepare()`` reads, for every deployment due in a pass, only the
+seconds after what it already holds (minus ``late_s``, for samples that arrive late) in one query, and
+``window()`` is then answered from memory. A deployment asked for without ``prepare()`` is read on the spot.
+Values are per second (a second's last sample wins); a window's second without a sample is NaN.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy.exc import SQLAlchemyError
 
 from controller.sources.prometheus import PrometheusSource
 from controller.sources.window import FloatArray, ObservationWindow, window_axis
 from prewarm import metric_names as m
-from prewarm.db.store import InvalidSampleError, MetricsStore, UnknownDeploymentError
+from prewarm.db.store import InvalidSampleError, MetricsStore, Sample, UnknownDeploymentError
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +39,99 @@ OBSERVED_METRICS = (
 )
 
 
-class StoreSource:
-    """Reads per-second windows of the decision's metrics from the metrics store; never raises on I/O errors."""
+@dataclass
+class _Recent:
+    """A deployment's last ``capacity`` seconds per metric, in rings indexed by epoch second modulo capacity."""
 
-    def __init__(self, store: MetricsStore, metrics: tuple[str, ...] = OBSERVED_METRICS) -> None:
+    capacity: int
+    metrics: tuple[str, ...]
+    read_until: float = -math.inf  # every sample stamped before this (minus the lateness) has been read
+    stamps: npt.NDArray[np.int64] = field(init=False)
+    values: FloatArray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stamps = np.full((len(self.metrics), self.capacity), -1, dtype=np.int64)
+        self.values = np.full((len(self.metrics), self.capacity), np.nan)
+
+    def put(self, metric_index: int, ts: float, value: float) -> None:
+        second = math.floor(ts)
+        slot = second % self.capacity
+        self.stamps[metric_index, slot] = second
+        self.values[metric_index, slot] = value
+
+    def window(self, axis: FloatArray) -> dict[str, FloatArray]:
+        seconds = axis.astype(np.int64)
+        slots = seconds % self.capacity
+        held = self.stamps[:, slots] == seconds
+        values = np.where(held, self.values[:, slots], np.nan)
+        return {metric: values[i] for i, metric in enumerate(self.metrics)}
+
+
+class StoreSource:
+    """Per-second windows of the decision's metrics from the metrics store; never raises on I/O errors."""
+
+    def __init__(
+        self,
+        store: MetricsStore,
+        metrics: tuple[str, ...] = OBSERVED_METRICS,
+        late_s: float = 15.0,
+        capacity_s: int = 600,
+    ) -> None:
         self.store = store
         self.metrics = metrics
+        self.late_s = late_s
+        self.capacity_s = capacity_s
+        self._index = {metric: i for i, metric in enumerate(metrics)}
+        self._recent: dict[str, _Recent] = {}
+        self._lock = threading.Lock()  # windows are built in worker threads while the pass thread prepares
+        self.rows_read = 0
+
+    def prepare(self, deployments: Sequence[tuple[int, str]], end: float, duration_s: float) -> None:
+        """Read the new seconds of every (id, name) in one query; raises SQLAlchemyError (the loop handles it)."""
+        capacity = max(self.capacity_s, math.ceil(duration_s) + math.ceil(self.late_s) + 2)
+        since: dict[int, float] = {}
+        names: dict[int, str] = {}
+        with self._lock:
+            for deployment_id, name in deployments:
+                recent = self._recent.get(name)
+                if recent is None or recent.capacity < capacity or recent.read_until > end:
+                    recent = self._recent[name] = _Recent(capacity, self.metrics)
+                first = end - duration_s - 1
+                since[deployment_id] = max(first, recent.read_until - self.late_s)
+                names[deployment_id] = name
+        rows = self.store.read_recent(since, self.metrics, end + 1)
+        with self._lock:
+            for deployment_id, metric, ts, value in rows:
+                self._recent[names[deployment_id]].put(self._index[metric], ts, value)
+            for name in names.values():
+                self._recent[name].read_until = end + 1
+        self.rows_read += len(rows)
+
+    def forget(self, deployment: str) -> None:
+        with self._lock:
+            self._recent.pop(deployment, None)
 
     def window(
         self, deployment: str, end: datetime | float, duration_s: float, step_s: float = 1.0
     ) -> ObservationWindow:
         """Every metric over ``(end - duration_s, end]`` at ``step_s``; NaN where no sample was stored."""
         timestamps = window_axis(end, duration_s, step_s)
+        end_s = end.timestamp() if isinstance(end, datetime) else float(end)
+        with self._lock:
+            recent = self._recent.get(deployment)
+            covered = (
+                step_s == 1.0
+                and recent is not None
+                and recent.read_until >= timestamps[-1] + 1
+                and recent.capacity >= len(timestamps)
+            )
+            if covered and recent is not None:
+                return ObservationWindow(deployment, timestamps, recent.window(timestamps))
+        return self._read_window(deployment, timestamps, end_s, step_s)
+
+    def _read_window(
+        self, deployment: str, timestamps: FloatArray, end_s: float, step_s: float
+    ) -> ObservationWindow:
         points = len(timestamps)
         start_dt = datetime.fromtimestamp(float(timestamps[0]), UTC)
         end_dt = datetime.fromtimestamp(float(timestamps[-1]) + step_s, UTC)
@@ -57,18 +151,36 @@ class StoreSource:
 
 class RecordingSource:
     """Reads windows from Prometheus and keeps what it read in the metrics store, so the forecaster (which reads
-    history from the store) learns from clusters whose metrics live in Prometheus."""
+    history from the store) learns from clusters whose metrics live in Prometheus. Windows overlap from one
+    decision to the next: only (metric, second) pairs not written before are written."""
 
     def __init__(self, source: PrometheusSource, store: MetricsStore) -> None:
         self.source = source
         self.store = store
+        self._written: dict[str, set[tuple[str, float]]] = {}
+        self._lock = threading.Lock()
 
     def window(
         self, deployment: str, end: datetime | float, duration_s: float, step_s: float = 1.0
     ) -> ObservationWindow:
         window = self.source.window(deployment, end, duration_s, step_s)
+        oldest = float(window.timestamps[0]) if window.timestamps.size else math.inf
+        with self._lock:
+            written = {key for key in self._written.get(deployment, set()) if key[1] >= oldest}
+        samples = [s for s in window.to_samples() if (s.metric, s.ts) not in written]
         try:
-            self.store.insert_samples(window.to_samples())
+            self.store.insert_samples(samples)
         except (SQLAlchemyError, UnknownDeploymentError, InvalidSampleError) as error:
             logger.warning("could not store Prometheus observations of %s: %s", deployment, error)
+            return window
+        written.update((s.metric, s.ts) for s in samples)
+        with self._lock:
+            self._written[deployment] = written
         return window
+
+    def forget(self, deployment: str) -> None:
+        with self._lock:
+            self._written.pop(deployment, None)
+
+
+__all__ = ["OBSERVED_METRICS", "RecordingSource", "Sample", "StoreSource"]

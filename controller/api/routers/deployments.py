@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from controller import repository
+from controller import fleet, repository
 from controller.api.context import Admin, Context, DbSession, Reader
 from controller.api.errors import problem_responses
 from controller.api.routers.params import DeploymentName
 from controller.api.routing import StrictJSONRoute
-from controller.api.schemas import DeploymentCreate, DeploymentList, DeploymentOut, DeploymentStatus
+from controller.api.schemas import (
+    DeploymentCreate,
+    DeploymentError,
+    DeploymentList,
+    DeploymentOut,
+    DeploymentStatus,
+)
 from controller.api.views import (
     decision_out,
     deployment_out,
@@ -21,6 +27,7 @@ from controller.api.views import (
     override_out,
     validated_policy,
 )
+from controller.leases import bucket_of
 from controller.policy import ScalingPolicy
 
 router = APIRouter(prefix="/deployments", tags=["deployments"], route_class=StrictJSONRoute)
@@ -119,29 +126,58 @@ def deployment_status(
     decision = repository.latest_decision(session, deployment.id)
     forecast = repository.latest_forecast(session, deployment.id)
     live = context.runtime.status(name) if context.runtime is not None else None
-    source: Literal["runtime", "store"]
-    if live is not None:
-        source = "runtime"
-        current, desired, ready = (
-            live.get("current_replicas"),
-            live.get("desired_replicas"),
-            live.get("ready_replicas"),
-        )
-    else:
-        source = "store"
-        current = decision.current if decision else None
-        desired = decision.desired if decision else None
-        ready = None
-    return DeploymentStatus(
-        deployment=name,
-        source=source,
-        current_replicas=current,
-        desired_replicas=desired,
-        ready_replicas=ready,
-        policy_version=version,
-        last_decision=decision_out(decision) if decision else None,
-        latest_forecast=forecast_summary(*forecast, now) if forecast else None,
-        active_overrides=[
+    stored = fleet.status_of(session, deployment.id)
+    buckets = context.settings.lease_buckets
+    common: dict[str, Any] = {
+        "deployment": name,
+        "policy_version": version,
+        "owner": fleet.owner_of(session, name, buckets, now),
+        "bucket": bucket_of(name, buckets),
+        "last_decision": decision_out(decision) if decision else None,
+        "latest_forecast": forecast_summary(*forecast, now) if forecast else None,
+        "active_overrides": [
             override_out(o, now) for o in repository.list_overrides(session, deployment.id, active_at=now)
         ],
+    }
+    if live is not None:
+        error = live.get("error")
+        return DeploymentStatus(
+            **common,
+            source="runtime",
+            current_replicas=live.get("current_replicas"),
+            desired_replicas=live.get("desired_replicas"),
+            ready_replicas=live.get("ready_replicas"),
+            step=live.get("source"),
+            decided_at=_epoch(live.get("decided_at")),
+            error=DeploymentError(stage=error["stage"], message=error["message"] or "", at=_epoch(error["at"]))
+            if error
+            else None,
+            errors_total=int(live.get("errors_total") or 0),
+        )
+    if stored is not None:
+        return DeploymentStatus(
+            **common,
+            source="status",
+            current_replicas=stored.current_replicas,
+            desired_replicas=stored.desired_replicas,
+            ready_replicas=stored.ready_replicas,
+            step=stored.source,
+            decided_at=stored.decided_at,
+            error=DeploymentError(stage=stored.error_stage, message=stored.error_message or "", at=stored.error_at)
+            if stored.error_stage
+            else None,
+            errors_total=stored.errors_total,
+        )
+    return DeploymentStatus(
+        **common,
+        source="store",
+        current_replicas=decision.current if decision else None,
+        desired_replicas=decision.desired if decision else None,
+        ready_replicas=None,
+        step=decision.source if decision else None,
+        decided_at=decision.ts if decision else None,
     )
+
+
+def _epoch(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None

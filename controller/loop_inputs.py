@@ -1,0 +1,259 @@
+"""What the loop reads from the store for the deployments due in a pass, in a few queries for all of them.
+
+Per deployment ``decide()`` needs the current policy, the overrides in force, the newest forecast and the measured
+replica startup. Reading them one deployment at a time costs about a dozen queries each; here one pass reads them
+for every due deployment together and keeps what rarely changes in memory: a policy is parsed again only when its
+version changes, a forecast's points are loaded once per run, startup medians are refreshed every
+``startup_ttl_s``. A stored policy that no longer validates is that deployment's error alone.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pydantic
+from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy.orm import Session, sessionmaker
+
+from controller.decision_values import ForecastInput
+from controller.overrides import OverrideKind, OverrideValue
+from controller.policy import ScalingPolicy
+from controller.repository import effective_end
+from prewarm.db.models import Deployment, ForecastPoint, ForecastRun, Override, Policy, ReplicaEvent
+
+RECENT_STARTUPS = 20  # the startup estimate is the median of this many newest measurements
+
+
+@dataclass(frozen=True)
+class DeploymentRow:
+    """A deployment as the loop needs it (a plain value: safe to hand to worker threads)."""
+
+    id: int
+    name: str
+    model: str
+    backend: str
+    backend_config: dict[str, Any]
+    min_replicas: int
+
+    @property
+    def backend_key(self) -> str:
+        """Changes when the backend must be rebuilt."""
+        return f"{self.backend}:{sorted(self.backend_config.items())}:{self.model}"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything ``decide()`` takes from the store for one deployment."""
+
+    policy_version: int
+    policy: ScalingPolicy
+    overrides: tuple[OverrideValue, ...]
+    forecast: ForecastInput | None
+    startup_s: float | None
+
+
+class InputError(Exception):
+    """One deployment's inputs could not be used (``stage`` says which: ``policy``)."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+def read_deployments(session: Session) -> list[DeploymentRow]:
+    rows = session.execute(
+        select(
+            Deployment.id, Deployment.name, Deployment.model, Deployment.backend, Deployment.backend_config,
+            Deployment.min_replicas,
+        ).order_by(Deployment.name)
+    ).all()  # fmt: skip
+    return [DeploymentRow(i, n, m, b, dict(c or {}), lo) for i, n, m, b, c, lo in rows]
+
+
+class InputReader:
+    """Reads ``Inputs`` for many deployments at once, with the caches described above. Not thread-safe: the
+    loop's pass thread is its only caller."""
+
+    def __init__(self, sessions: sessionmaker[Session], startup_ttl_s: float = 30.0) -> None:
+        self.sessions = sessions
+        self.startup_ttl_s = startup_ttl_s
+        self._policies: dict[int, tuple[int, ScalingPolicy | InputError]] = {}
+        self._forecasts: dict[int, tuple[int, ForecastInput | None]] = {}
+        self._startups: dict[int, tuple[float, float | None]] = {}
+
+    def forget(self, deployment_id: int) -> None:
+        for cache in (self._policies, self._forecasts, self._startups):
+            cache.pop(deployment_id, None)
+
+    def read(self, ids: Sequence[int], now: float) -> dict[int, Inputs | InputError]:
+        """Inputs of every deployment in ``ids`` (a deployment without a policy is left out). Raises
+        SQLAlchemyError when the store is unreachable."""
+        if not ids:
+            return {}
+        with self.sessions() as session:
+            self._refresh_policies(session, ids)
+            overrides = self._overrides(session, ids, now)
+            self._refresh_forecasts(session, ids)
+            self._refresh_startups(session, ids, now)
+        result: dict[int, Inputs | InputError] = {}
+        for deployment_id in ids:
+            cached = self._policies.get(deployment_id)
+            if cached is None:
+                continue
+            version, policy = cached
+            if isinstance(policy, InputError):
+                result[deployment_id] = policy
+                continue
+            result[deployment_id] = Inputs(
+                policy_version=version,
+                policy=policy,
+                overrides=tuple(overrides.get(deployment_id, ())),
+                forecast=self._forecasts.get(deployment_id, (0, None))[1],
+                startup_s=self._startups.get(deployment_id, (0.0, None))[1],
+            )
+        return result
+
+    def _refresh_policies(self, session: Session, ids: Sequence[int]) -> None:
+        versions = dict(
+            session.execute(
+                select(Policy.deployment_id, func.max(Policy.version))
+                .where(Policy.deployment_id.in_(ids))
+                .group_by(Policy.deployment_id)
+            ).all()
+        )
+        stale = [(d, v) for d, v in versions.items() if self._policies.get(d, (None,))[0] != v]
+        if not stale:
+            return
+        rows = session.execute(
+            select(Policy.deployment_id, Policy.version, Policy.spec).where(
+                tuple_(Policy.deployment_id, Policy.version).in_(stale)
+            )
+        ).all()
+        for deployment_id, version, spec in rows:
+            try:
+                parsed: ScalingPolicy | InputError = ScalingPolicy.model_validate(spec)
+            except pydantic.ValidationError as error:
+                first = error.errors(include_url=False)[0]
+                where = ".".join(str(part) for part in first["loc"]) or "policy"
+                parsed = InputError(
+                    "policy",
+                    f"stored policy version {version} is invalid ({error.error_count()} error(s); "
+                    f"{where}: {first['msg']}); set a valid policy through the API",
+                )
+            self._policies[deployment_id] = (version, parsed)
+
+    def _overrides(self, session: Session, ids: Sequence[int], now: float) -> dict[int, list[OverrideValue]]:
+        moment = datetime.fromtimestamp(now, UTC)
+        rows = session.scalars(
+            select(Override).where(
+                Override.deployment_id.in_(ids),
+                Override.starts_at <= moment,
+                Override.ends_at > moment,
+                or_(Override.ended_at.is_(None), Override.ended_at > moment),
+            ).order_by(Override.starts_at.desc(), Override.id.desc())
+        ).all()
+        found: dict[int, list[OverrideValue]] = defaultdict(list)
+        for row in rows:
+            found[row.deployment_id].append(
+                OverrideValue(
+                    kind=OverrideKind(row.kind),
+                    starts_at=row.starts_at.timestamp(),
+                    ends_at=effective_end(row).timestamp(),
+                    value=row.value,
+                    reason=row.reason,
+                )
+            )
+        return found
+
+    def _refresh_forecasts(self, session: Session, ids: Sequence[int]) -> None:
+        newest = (
+            select(ForecastRun.deployment_id, func.max(ForecastRun.created_at).label("created_at"))
+            .where(ForecastRun.deployment_id.in_(ids))
+            .group_by(ForecastRun.deployment_id)
+            .subquery()
+        )
+        latest: dict[int, int] = {}
+        for run_id, deployment_id in session.execute(
+            select(ForecastRun.id, ForecastRun.deployment_id)
+            .join(
+                newest,
+                and_(
+                    ForecastRun.deployment_id == newest.c.deployment_id,
+                    ForecastRun.created_at == newest.c.created_at,
+                ),
+            )
+            .order_by(ForecastRun.id)
+        ):
+            latest[deployment_id] = run_id  # the highest id wins a tie
+        changed = {d: r for d, r in latest.items() if self._forecasts.get(d, (None,))[0] != r}
+        if not changed:
+            return
+        runs = {run.id: run for run in session.scalars(select(ForecastRun).where(ForecastRun.id.in_(changed.values())))}
+        points: dict[int, list[ForecastPoint]] = defaultdict(list)
+        for point in session.scalars(
+            select(ForecastPoint)
+            .where(ForecastPoint.run_id.in_(changed.values()))
+            .order_by(ForecastPoint.run_id, ForecastPoint.target_ts)
+        ):
+            points[point.run_id].append(point)
+        for deployment_id, run_id in changed.items():
+            run = runs.get(run_id)
+            value = forecast_input(run, points.get(run_id, [])) if run is not None else None
+            self._forecasts[deployment_id] = (run_id, value)
+
+    def _refresh_startups(self, session: Session, ids: Sequence[int], now: float) -> None:
+        stale = [d for d in ids if now - self._startups.get(d, (-1e18, None))[0] >= self.startup_ttl_s]
+        if not stale:
+            return
+        ranked = (
+            select(
+                ReplicaEvent.deployment_id,
+                ReplicaEvent.duration_s,
+                func.row_number()
+                .over(
+                    partition_by=ReplicaEvent.deployment_id,
+                    order_by=(ReplicaEvent.ts.desc(), ReplicaEvent.id.desc()),
+                )
+                .label("rank"),
+            )
+            .where(
+                ReplicaEvent.deployment_id.in_(stale),
+                ReplicaEvent.event == "ready",
+                ReplicaEvent.duration_s.is_not(None),
+            )
+            .subquery()
+        )
+        durations: dict[int, list[float]] = defaultdict(list)
+        for deployment_id, duration in session.execute(
+            select(ranked.c.deployment_id, ranked.c.duration_s).where(ranked.c.rank <= RECENT_STARTUPS)
+        ):
+            durations[deployment_id].append(float(duration))
+        for deployment_id in stale:
+            values = durations.get(deployment_id)
+            self._startups[deployment_id] = (now, statistics.median(values) if values else None)
+
+
+def forecast_input(run: ForecastRun, points: Sequence[ForecastPoint]) -> ForecastInput | None:
+    """A stored forecast run and its points as ``decide()`` takes them (None when it has no points)."""
+    if not points:
+        return None
+    detail = run.detail or {}
+    peak = detail.get("history_peak_rps")
+    points_seen = detail.get("history_points")
+    return ForecastInput(
+        created_at=run.created_at.timestamp(),
+        target_ts=np.array([p.target_ts.timestamp() for p in points]),
+        upper=np.array([p.upper for p in points]),
+        point=np.array([p.point for p in points]),
+        lower=np.array([p.lower for p in points]),
+        step_s=run.step_s,
+        model=run.model_name,
+        history_peak_rps=float(peak) if peak is not None else None,
+        history_s=float(points_seen) * run.step_s if points_seen is not None else None,
+    )

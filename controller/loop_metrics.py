@@ -1,0 +1,100 @@
+"""The controller's Prometheus metrics: decisions, replica counts, errors, pass timing, lag and leases."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ControllerMetrics:
+    """Registered once per process in prometheus-client's default registry (served at /metrics); tests pass
+    their own registry."""
+
+    _default: ControllerMetrics | None = None
+
+    @classmethod
+    def default(cls) -> ControllerMetrics:
+        if cls._default is None:
+            cls._default = cls(REGISTRY)
+        return cls._default
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        labels = ["deployment"]
+        self.desired = Gauge(
+            "prewarm_controller_desired_replicas", "Replicas decided", labels, registry=registry
+        )
+        self.current = Gauge(
+            "prewarm_controller_current_replicas", "Replicas asked of the backend (its spec)", labels,
+            registry=registry,
+        )  # fmt: skip
+        self.ready = Gauge("prewarm_controller_ready_replicas", "Replicas ready", labels, registry=registry)
+        self.forecast = Gauge(
+            "prewarm_controller_forecast_upper_rps",
+            "Upper forecast band over the decision window (NaN when not used)",
+            labels,
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "prewarm_controller_decisions",
+            "Decisions made, by the step that set the count",
+            ["deployment", "source"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "prewarm_controller_errors",
+            "Reconcile errors by deployment and stage (database, policy, metrics, backend, lease, unexpected)",
+            ["deployment", "stage"],
+            registry=registry,
+        )
+        self.pass_duration = Histogram(
+            "prewarm_controller_pass_duration_seconds",
+            "Time one pass of the loop takes to read the due deployments' inputs and dispatch them",
+            buckets=PASS_BUCKETS,
+            registry=registry,
+        )
+        self.decision_lag = Histogram(
+            "prewarm_controller_decision_lag_seconds",
+            "When a decision ran minus when it was due",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.decision_seconds = Histogram(
+            "prewarm_controller_reconcile_duration_seconds",
+            "Time one deployment's reconcile takes (backend reads, decide(), the scale call)",
+            buckets=PASS_BUCKETS,
+            registry=registry,
+        )
+        self.last_pass = Gauge(
+            "prewarm_controller_last_pass_timestamp_seconds",
+            "When the loop last completed a pass (epoch seconds)",
+            registry=registry,
+        )
+        self.buckets_held = Gauge(
+            "prewarm_controller_buckets_held", "Lease buckets this controller holds", registry=registry
+        )
+        self.bucket_leader = Gauge(
+            "prewarm_controller_bucket_leader",
+            "1 for each lease bucket this controller holds (it decides that bucket's deployments)",
+            ["bucket"],
+            registry=registry,
+        )
+        self.deployments_owned = Gauge(
+            "prewarm_controller_deployments_owned",
+            "Deployments in the buckets this controller holds",
+            registry=registry,
+        )
+
+    def forget(self, deployment: str) -> None:
+        """Drop a deployment's gauges (deleted, or now owned by another controller that exports them)."""
+        for gauge in (self.desired, self.current, self.ready, self.forecast):
+            with contextlib.suppress(KeyError):
+                gauge.remove(deployment)
+
+    def set_buckets(self, held: set[int], buckets: int) -> None:
+        self.buckets_held.set(len(held))
+        for bucket in range(buckets):
+            self.bucket_leader.labels(str(bucket)).set(1 if bucket in held else 0)

@@ -1,0 +1,147 @@
+"""Recording what the loop's workers decided: decisions and each deployment's live status, in one transaction per
+pass, fenced by the lease terms the work was dispatched under (a controller that lost a bucket writes nothing for
+it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from controller.decide import Decision
+from controller.leases import fence_check
+from prewarm.db.models import Deployment, DeploymentStatus, ScalingDecision
+
+MAX_MESSAGE = 2000
+
+
+@dataclass
+class Outcome:
+    """What one reconcile of one deployment produced (filled in by a worker, then by the pass thread)."""
+
+    name: str
+    deployment_id: int
+    bucket: int
+    term: int
+    at: float  # epoch seconds the reconcile began
+    current: int = 0
+    ready: int = 0
+    decision: Decision | None = None
+    policy_version: int | None = None
+    applied: bool = False
+    record: bool = False  # append the decision to the log (changes, and once a minute otherwise)
+    fenced: bool = False  # the lease was lost before the work was done: nothing to record
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (stage, message)
+    errors_total: int = 0
+    last_error: tuple[str | None, str | None, float | None] | None = None
+
+    def fail(self, stage: str, message: str) -> None:
+        self.errors.append((stage, message[:MAX_MESSAGE]))
+
+    warn = fail  # a degraded input (e.g. the metrics source) is an error of its stage too
+
+
+class Recorder:
+    """Writes outcomes; ``write`` returns the (bucket, term) pairs that were still held and so written."""
+
+    def __init__(self, engine: Engine, identity: str, fenced: bool = True) -> None:
+        self.engine = engine
+        self.identity = identity
+        self.fenced = fenced
+        self.postgres = engine.dialect.name == "postgresql"
+
+    def write(self, outcomes: list[Outcome]) -> set[int]:
+        live = [o for o in outcomes if not o.fenced]
+        if not live:
+            return set()
+        with self.engine.begin() as connection:
+            if self.fenced:
+                held = fence_check(connection, self.identity, {o.bucket: o.term for o in live})
+                live = [o for o in live if o.bucket in held and held[o.bucket] == o.term]
+            existing = set(
+                connection.scalars(
+                    select(Deployment.id).where(Deployment.id.in_({o.deployment_id for o in live}))
+                )
+            )
+            live = [o for o in live if o.deployment_id in existing]  # deleted meanwhile
+            self._decisions(connection, [o for o in live if o.record and o.decision is not None])
+            self._statuses(connection, live)
+        return {o.bucket for o in live}
+
+    def _decisions(self, connection: Connection, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        rows = []
+        for o in outcomes:
+            assert o.decision is not None
+            rows.append(
+                {
+                    "deployment_id": o.deployment_id,
+                    "ts": datetime.fromtimestamp(o.at, UTC),
+                    "current": o.current,
+                    "desired": o.decision.desired,
+                    "applied": o.applied,
+                    "source": o.decision.source,
+                    "reasons": o.decision.reason_texts,
+                    "policy_version": o.policy_version,
+                    "controller": self.identity,
+                    "term": o.term,
+                }
+            )
+        connection.execute(insert(ScalingDecision), rows)
+
+    def _statuses(self, connection: Connection, outcomes: list[Outcome]) -> None:
+        latest: dict[int, dict[str, Any]] = {}
+        for o in outcomes:  # the newest outcome of a deployment wins
+            row: dict[str, Any] = {
+                "deployment_id": o.deployment_id,
+                "updated_at": datetime.fromtimestamp(o.at, UTC),
+                "controller": self.identity,
+                "term": o.term,
+                "errors_total": o.errors_total,
+            }
+            if o.decision is not None:
+                decision = o.decision
+                row.update(
+                    current_replicas=o.current,
+                    ready_replicas=o.ready,
+                    desired_replicas=decision.desired,
+                    source=decision.source,
+                    reason=_deciding_reason(decision)[:MAX_MESSAGE],
+                    forecast_used=decision.forecast_upper_rps is not None,
+                    forecast_upper_rps=decision.forecast_upper_rps,
+                    decided_at=datetime.fromtimestamp(o.at, UTC),
+                )
+            stage, message, at = o.last_error or (None, None, None)
+            row.update(
+                error_stage=stage,
+                error_message=message,
+                error_at=datetime.fromtimestamp(at, UTC) if at is not None else None,
+            )
+            latest[o.deployment_id] = row
+        if not latest:
+            return
+        upsert = (pg_insert if self.postgres else sqlite_insert)(DeploymentStatus)
+        # Rows with and without a decision carry different columns: write each shape on its own.
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in latest.values():
+            shapes.setdefault(tuple(sorted(row)), []).append(row)
+        for columns, rows in shapes.items():
+            statement = upsert.values(rows)
+            updated = {c: statement.excluded[c] for c in columns if c != "deployment_id"}
+            connection.execute(statement.on_conflict_do_update(index_elements=["deployment_id"], set_=updated))
+
+
+def _deciding_reason(decision: Decision) -> str:
+    """The reason of the step that set the count (the last one that changed it, else the combine step)."""
+    for reason in reversed(decision.reasons):
+        if reason.step == decision.source or (reason.after == decision.desired and reason.before is not None):
+            return str(reason)
+    for reason in decision.reasons:
+        if reason.step == "combine":
+            return str(reason)
+    return str(decision.reasons[-1]) if decision.reasons else ""
