@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 DEPLOYMENTS_REFRESH_S = 1.0  # how often the deployment list is read again (new, deleted, changed backends)
 LOCAL_IDENTITY = "local"  # the identity recorded when no lease manager is used (tests, single process)
+ERROR_LOG_REPEAT_S = 60.0  # the same error of a deployment is logged again at most this often
+INVALID_POLICY_RETRY_S = 5.0  # a deployment whose policy does not validate is looked at again this often
 
 
 class MetricsSource(Protocol):
@@ -167,6 +169,7 @@ class ReconcileLoop:
         self._rows: list[DeploymentRow] = []
         self._rows_read_at = -1e18
         self._passes = 0
+        self._logged: dict[tuple[str, str], tuple[str, float]] = {}
 
     def _default_backend(self, row: DeploymentRow) -> ReplicaBackend:
         return build_backend(
@@ -227,7 +230,7 @@ class ReconcileLoop:
                 continue
             bucket = self.bucket(runtime.name)
             term = owned.get(bucket, 0) if owned is not None else 0
-            interval = found.policy.decision_interval_s if isinstance(found, Inputs) else 5.0
+            interval = found.policy.decision_interval_s if isinstance(found, Inputs) else INVALID_POLICY_RETRY_S
             due_at = runtime.next_decision_at
             # Keep the phase (no drift), but never schedule catch-up bursts after a stall.
             runtime.next_decision_at = due_at + interval if due_at + interval > now else now + interval
@@ -304,8 +307,11 @@ class ReconcileLoop:
         except SQLAlchemyError as error:
             outcome.fail("database", f"{type(error).__name__}: {error}")
         except Exception as error:  # a bug must cost this deployment alone
-            logger.exception("deployment %s: unexpected error while reconciling", runtime.name)
-            outcome.fail("unexpected", f"{type(error).__name__}: {error}")
+            message = f"{type(error).__name__}: {error}"
+            if self._log_due(runtime.name, "traceback", message, began):
+                logger.exception("deployment %s: unexpected error while reconciling", runtime.name,
+                                 extra={"deployment": runtime.name, "stage": "unexpected"})  # fmt: skip
+            outcome.fail("unexpected", message)
         finally:
             self.metrics.decision_seconds.observe(time.time() - began)
             with self._done_lock:
@@ -387,9 +393,10 @@ class ReconcileLoop:
             return
         for stage, message in outcome.errors:
             self.metrics.errors.labels(outcome.name, stage).inc()
-            log = logger.error if stage != "metrics" else logger.warning
-            log("deployment %s: %s error: %s", outcome.name, stage, message,
-                extra={"deployment": outcome.name, "stage": stage})  # fmt: skip
+            if self._log_due(outcome.name, stage, message, outcome.at):
+                log = logger.error if stage != "metrics" else logger.warning
+                log("deployment %s: %s error: %s", outcome.name, stage, message,
+                    extra={"deployment": outcome.name, "stage": stage})  # fmt: skip
             if runtime is not None:
                 runtime.errors_total += 1
                 runtime.error_stage, runtime.error_message, runtime.error_at = stage, message, outcome.at
@@ -403,6 +410,16 @@ class ReconcileLoop:
         decision = outcome.decision
         if decision is not None:
             self._export(outcome.name, decision, outcome.current, outcome.ready)
+
+    def _log_due(self, name: str, stage: str, message: str, at: float) -> bool:
+        """Log an error when it is new for this deployment and stage, and a repeat once a minute (the counter
+        counts every one)."""
+        key = (name, stage)
+        last = self._logged.get(key)
+        if last is not None and last[0] == message and at - last[1] < ERROR_LOG_REPEAT_S:
+            return False
+        self._logged[key] = (message, at)
+        return True
 
     def _export(self, name: str, decision: Decision, current: int, ready: int) -> None:
         self.metrics.desired.labels(name).set(decision.desired)

@@ -131,7 +131,9 @@ async def serve_controller(
     livez, readyz = health_routes(runtime)
     app.add_route("/livez", livez, include_in_schema=False)
     app.add_route("/readyz", readyz, include_in_schema=False)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    # log_config=None: uvicorn logs through our handlers (text or JSON, secrets redacted).
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)
+    server = uvicorn.Server(config)
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal with the handler it found; no-op handlers make
     # that harmless, so the runtime below still stops (and local replicas shut down) before the process exits.
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import sys
 from collections.abc import Sequence
 
+from prewarm.logs import configure_from_settings, configure_logging
 from prewarm.settings import get_settings
+
+__all__ = ["build_parser", "configure_logging", "main"]
 
 COMMAND_MODULES = [
     "prewarm.db.cli",
@@ -41,21 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    """Plain, greppable log lines on stderr."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand and return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(get_settings().log_level)
+    configure_from_settings(get_settings())
     result = args.handler(args)
     return int(result or 0)
 

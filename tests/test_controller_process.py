@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,79 +11,20 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.controller_support import Controller, wait_for
+
 pytestmark = pytest.mark.slow
-
-TOKEN = "process-test-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Controller:
-    def __init__(self, database_url: str, state_dir: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "PREWARM_DATABASE_URL": database_url,
-            "PREWARM_ADMIN_TOKENS": f"ops:{TOKEN}",
-            "PREWARM_FORECAST_POLL_INTERVAL_S": "1",
-        }
-        self.state_dir = state_dir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "prewarm.cli", "controller", "--port", str(self.port)]
-        command += ["--state-dir", str(self.state_dir), "--tick-s", "0.2"]
-        log = (self.state_dir / "controller.log").open("ab")
-        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (self.state_dir / "controller.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise AssertionError("controller did not answer within 30 s")
-
-    def kill(self, sig: signal.Signals) -> int:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        return self.process.wait(timeout=30)
-
-    def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=10)
-        assert response.status_code == 200, response.text
-        return response.json() if "json" in response.headers.get("content-type", "") else response.text
-
-    def post(self, path: str, body: Any) -> Any:
-        response = httpx.post(f"{self.url}{path}", json=body, headers=ADMIN, timeout=60)
-        assert response.status_code in (200, 201), response.text
-        return response.json()
-
 
 @pytest.fixture
 def controller(postgres_url: str, tmp_path: Path) -> Iterator[Controller]:
     running = Controller(postgres_url, tmp_path)
     running.start()
     yield running
-    if running.process is not None and running.process.poll() is None:
-        running.kill(signal.SIGKILL)
+    running.stop()
 
 
 def _wait_for(condition: Any, timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
+    return wait_for(condition, timeout_s, every_s=0.2)
 
 
 def _push_load(controller: Controller, cpu_percent: float, seconds: int = 90) -> None:
@@ -118,8 +55,8 @@ def test_controller_decides_forecasts_exports_metrics_and_survives_kill_9(contro
     # The scheduled forecast ran in the background and was stored.
     forecast = _wait_for(lambda: _latest_forecast(controller))
     assert forecast["points"] and forecast["model"]
-    metrics = controller.get("/metrics")
-    assert 'prewarm_controller_desired_replicas{deployment="digits"} 4.0' in metrics
+    # The loop goes on deciding after that decision: wait for the gauge to show it, do not read it once.
+    _wait_for(lambda: 'prewarm_controller_desired_replicas{deployment="digits"} 4.0' in controller.get("/metrics"))
     assert "<html" in controller.get("/dashboard").lower()
 
     stored_before = len(controller.get("/api/v1/deployments/digits/decisions?limit=500")["items"])

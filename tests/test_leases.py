@@ -104,7 +104,7 @@ def test_a_second_controller_on_sqlite_is_refused(migrated_sqlite_url: str) -> N
         first = _manager(engine, "first")
         first.tick()
         second = _manager(engine, "second")
-        with pytest.raises(StoreSharedError, match="SQLite supports one controller.*Postgres"):
+        with pytest.raises(StoreSharedError, match=r"SQLite supports one controller.*Postgres"):
             second.tick()
         first.release_all()
         assert sorted(_manager(engine, "third").tick()) == list(range(8))

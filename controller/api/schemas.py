@@ -274,7 +274,8 @@ class FleetItem(BaseModel):
     min_replicas: int
     max_replicas: int
     bucket: int
-    owner: str | None
+    owner: str | None = Field(description="The controller whose lease covers the deployment now.")
+    decided_by: str | None = Field(description="The controller that made the latest decision.")
     current_replicas: int | None
     desired_replicas: int | None
     ready_replicas: int | None
