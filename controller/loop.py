@@ -54,6 +54,8 @@ from prewarm.db.models import ScalingDecision
 logger = logging.getLogger(__name__)
 
 DEPLOYMENTS_REFRESH_S = 1.0  # how often the deployment list is read again (new, deleted, changed backends)
+INPUTS_REFRESH_S = 1.0  # how often policies, overrides, forecasts and startups of owned deployments are refreshed
+RECORD_EVERY_S = 0.1  # the background recorder writes finished outcomes this often
 LOCAL_IDENTITY = "local"  # the identity recorded when no lease manager is used (tests, single process)
 ERROR_LOG_REPEAT_S = 60.0  # the same error of a deployment is logged again at most this often
 INVALID_POLICY_RETRY_S = 5.0  # a deployment whose policy does not validate is looked at again this often
@@ -170,6 +172,10 @@ class ReconcileLoop:
         self._rows_read_at = -1e18
         self._passes = 0
         self._logged: dict[tuple[str, str], tuple[str, float]] = {}
+        self._inputs_read_at = -1e18
+        self._recording_in_background = False
+        self._flush_lock = threading.Lock()
+        self._outcomes_ready = threading.Event()
 
     def _default_backend(self, row: DeploymentRow) -> ReplicaBackend:
         return build_backend(
@@ -206,41 +212,54 @@ class ReconcileLoop:
         return {o.name: o.decision for o in outcomes if o.decision is not None}
 
     def pass_once(self, now: float | None = None) -> list[Future[None]]:
-        """Record what finished, then dispatch every due deployment to the workers (returns their futures)."""
+        """Dispatch every due deployment to the workers (returns their futures); without a background recorder
+        (``run``), first record what finished since the last pass."""
         started = time.perf_counter()
         now = time.time() if now is None else now
-        self._flush()
+        if not self._recording_in_background:
+            self._flush()
         futures: list[Future[None]] = []
         try:
             rows = self._deployments(now)
             owned = self._owned_buckets()
             due = self._due(rows, owned, now)
             if due:
-                inputs = self.inputs.read([rt.row.id for rt in due], now)
-                self._prepare_source(due, inputs, now)
+                self._refresh_inputs(due, now)
+                found = {rt.row.id: self.inputs.get(rt.row.id, now) for rt in due}
+                self._prepare_source(due, found, now)
             else:
-                inputs = {}
+                found = {}
         except SQLAlchemyError as error:
             self._database_down(error)
             return futures
         self._database_up()
         for runtime in due:
-            found = inputs.get(runtime.row.id)
-            if found is None:  # deleted meanwhile, or no policy yet
+            inputs = found.get(runtime.row.id)
+            if inputs is None:  # deleted meanwhile, or no policy yet
                 continue
             bucket = self.bucket(runtime.name)
             term = owned.get(bucket, 0) if owned is not None else 0
-            interval = found.policy.decision_interval_s if isinstance(found, Inputs) else INVALID_POLICY_RETRY_S
+            interval = inputs.policy.decision_interval_s if isinstance(inputs, Inputs) else INVALID_POLICY_RETRY_S
             due_at = runtime.next_decision_at
             # Keep the phase (no drift), but never schedule catch-up bursts after a stall.
             runtime.next_decision_at = due_at + interval if due_at + interval > now else now + interval
             runtime.busy = True
-            futures.append(self._pool.submit(self._work, runtime, found, now, due_at, bucket, term))
+            futures.append(self._pool.submit(self._work, runtime, inputs, now, due_at, bucket, term))
         self._passes += 1
         self.last_pass_completed = time.time()
         self.metrics.last_pass.set(self.last_pass_completed)
         self.metrics.pass_duration.observe(time.perf_counter() - started)
         return futures
+
+    def _refresh_inputs(self, due: list[DeploymentRuntime], now: float) -> None:
+        """Refresh the input caches of every owned deployment about once a second (a few bulk queries), and at
+        once for a due deployment not seen before."""
+        unknown = any(not self.inputs.known(rt.row.id) for rt in due)
+        if not unknown and 0 <= now - self._inputs_read_at < INPUTS_REFRESH_S:
+            return
+        owned = [rt.row.id for rt in self.runtimes.values()]
+        self.inputs.refresh(owned, now)
+        self._inputs_read_at = now
 
     def _deployments(self, now: float) -> list[DeploymentRow]:
         if now - self._rows_read_at >= DEPLOYMENTS_REFRESH_S or now < self._rows_read_at:
@@ -268,7 +287,7 @@ class ReconcileLoop:
         return due
 
     def _prepare_source(
-        self, due: list[DeploymentRuntime], inputs: dict[int, Inputs | InputError], now: float
+        self, due: list[DeploymentRuntime], inputs: dict[int, Inputs | InputError | None], now: float
     ) -> None:
         prepare = getattr(self.source, "prepare", None)
         if prepare is None:
@@ -316,6 +335,7 @@ class ReconcileLoop:
             self.metrics.decision_seconds.observe(time.time() - began)
             with self._done_lock:
                 self._done.append(outcome)
+                self._outcomes_ready.set()
             runtime.busy = False
 
     def _decide_and_act(
@@ -365,14 +385,21 @@ class ReconcileLoop:
     # -- recording (pass thread) ---------------------------------------------------------------------------
 
     def _flush(self) -> list[Outcome]:
+        with self._flush_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> list[Outcome]:
         with self._done_lock:
             outcomes, self._done = self._done, []
+            self._outcomes_ready.clear()
         if not outcomes:
             return []
         for outcome in outcomes:
             self._account(outcome)
+        started = time.perf_counter()
         try:
             written = self.recorder.write(outcomes)
+            self.metrics.record_duration.observe(time.perf_counter() - started)
         except SQLAlchemyError as error:
             self._database_down(error)
             for outcome in outcomes:  # to be recorded again at the next change or minute
@@ -512,14 +539,34 @@ class ReconcileLoop:
     # -- running -------------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, tick_s: float = 0.1) -> None:
-        """Pass every ``tick_s`` until ``stop`` is set; each pass runs in a thread (the API never waits on it)."""
+        """Pass every ``tick_s`` until ``stop`` is set; each pass runs in a thread (the API never waits on it),
+        and a recorder thread writes finished outcomes as they come."""
+        self._recording_in_background = True
+        recorder_stop = threading.Event()
+        recorder = threading.Thread(target=self._record_until, args=(recorder_stop,), name="recorder", daemon=True)
+        recorder.start()
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(self.pass_once)
+                except Exception:  # a bug in a pass must not end the loop: log it and go on
+                    logger.exception("reconcile pass failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=tick_s)
+        finally:
+            recorder_stop.set()
+            self._outcomes_ready.set()
+            await asyncio.to_thread(recorder.join, 10)
+            self._recording_in_background = False
+
+    def _record_until(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            self._outcomes_ready.wait(1.0)
             try:
-                await asyncio.to_thread(self.pass_once)
-            except Exception:  # a bug in a pass must not end the loop: log it and go on
-                logger.exception("reconcile pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=tick_s)
+                self._flush()
+            except Exception:
+                logger.exception("recording decisions failed")
+            stop.wait(RECORD_EVERY_S)  # gather a batch
 
     def close(self) -> None:
         """Wait briefly for running reconciles, record them, and release every backend (local replicas stop)."""

@@ -9,6 +9,7 @@ version changes, a forecast's points are loaded once per run, startup medians ar
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -77,47 +78,63 @@ def read_deployments(session: Session) -> list[DeploymentRow]:
 
 
 class InputReader:
-    """Reads ``Inputs`` for many deployments at once, with the caches described above. Not thread-safe: the
-    loop's pass thread is its only caller."""
+    """``Inputs`` for many deployments, from caches that ``refresh`` brings up to date in a few bulk queries (the
+    loop calls it about once a second for every deployment it owns). Not thread-safe: the loop's pass thread is
+    its only caller."""
 
     def __init__(self, sessions: sessionmaker[Session], startup_ttl_s: float = 30.0) -> None:
         self.sessions = sessions
         self.startup_ttl_s = startup_ttl_s
         self._policies: dict[int, tuple[int, ScalingPolicy | InputError]] = {}
-        self._forecasts: dict[int, tuple[int, ForecastInput | None]] = {}
+        self._overrides: dict[int, list[OverrideValue]] = {}
+        self._forecasts: dict[int, tuple[tuple[float, int], ForecastInput | None]] = {}  # (created, run id)
         self._startups: dict[int, tuple[float, float | None]] = {}
+        self._newest_run_id = 0
+        self._known: set[int] = set()
 
     def forget(self, deployment_id: int) -> None:
-        for cache in (self._policies, self._forecasts, self._startups):
+        for cache in (self._policies, self._overrides, self._forecasts, self._startups):
             cache.pop(deployment_id, None)
+        self._known.discard(deployment_id)
 
-    def read(self, ids: Sequence[int], now: float) -> dict[int, Inputs | InputError]:
-        """Inputs of every deployment in ``ids`` (a deployment without a policy is left out). Raises
-        SQLAlchemyError when the store is unreachable."""
+    def refresh(self, ids: Sequence[int], now: float) -> None:
+        """Bring the caches of ``ids`` up to date. Raises SQLAlchemyError when the store is unreachable."""
         if not ids:
-            return {}
+            return
         with self.sessions() as session:
             self._refresh_policies(session, ids)
-            overrides = self._overrides(session, ids, now)
+            self._overrides = self._active_overrides(session, ids, now)
             self._refresh_forecasts(session, ids)
             self._refresh_startups(session, ids, now)
-        result: dict[int, Inputs | InputError] = {}
-        for deployment_id in ids:
-            cached = self._policies.get(deployment_id)
-            if cached is None:
-                continue
-            version, policy = cached
-            if isinstance(policy, InputError):
-                result[deployment_id] = policy
-                continue
-            result[deployment_id] = Inputs(
-                policy_version=version,
-                policy=policy,
-                overrides=tuple(overrides.get(deployment_id, ())),
-                forecast=self._forecasts.get(deployment_id, (0, None))[1],
-                startup_s=self._startups.get(deployment_id, (0.0, None))[1],
-            )
-        return result
+        self._known.update(ids)
+
+    def known(self, deployment_id: int) -> bool:
+        return deployment_id in self._known
+
+    def get(self, deployment_id: int, now: float) -> Inputs | InputError | None:
+        """The inputs of one deployment at ``now`` from the caches (None: no policy, e.g. deleted meanwhile)."""
+        cached = self._policies.get(deployment_id)
+        if cached is None:
+            return None
+        version, policy = cached
+        if isinstance(policy, InputError):
+            return policy
+        overrides = tuple(
+            o for o in self._overrides.get(deployment_id, ()) if o.starts_at <= now < o.ends_at
+        )
+        return Inputs(
+            policy_version=version,
+            policy=policy,
+            overrides=overrides,
+            forecast=self._forecasts.get(deployment_id, ((0.0, 0), None))[1],
+            startup_s=self._startups.get(deployment_id, (0.0, None))[1],
+        )
+
+    def read(self, ids: Sequence[int], now: float) -> dict[int, Inputs | InputError]:
+        """Refresh and get in one call (tests and one-off callers)."""
+        self.refresh(ids, now)
+        found = {d: self.get(d, now) for d in ids}
+        return {d: i for d, i in found.items() if i is not None}
 
     def _refresh_policies(self, session: Session, ids: Sequence[int]) -> None:
         versions = dict(
@@ -148,12 +165,14 @@ class InputReader:
                 )
             self._policies[deployment_id] = (version, parsed)
 
-    def _overrides(self, session: Session, ids: Sequence[int], now: float) -> dict[int, list[OverrideValue]]:
+    def _active_overrides(
+        self, session: Session, ids: Sequence[int], now: float
+    ) -> dict[int, list[OverrideValue]]:
+        """Overrides in force now or later (``get`` keeps those in force at the decision's time)."""
         moment = datetime.fromtimestamp(now, UTC)
         rows = session.scalars(
             select(Override).where(
                 Override.deployment_id.in_(ids),
-                Override.starts_at <= moment,
                 Override.ends_at > moment,
                 or_(Override.ended_at.is_(None), Override.ended_at > moment),
             ).order_by(Override.starts_at.desc(), Override.id.desc())
@@ -172,29 +191,45 @@ class InputReader:
         return found
 
     def _refresh_forecasts(self, session: Session, ids: Sequence[int]) -> None:
-        newest = (
-            select(ForecastRun.deployment_id, func.max(ForecastRun.created_at).label("created_at"))
-            .where(ForecastRun.deployment_id.in_(ids))
-            .group_by(ForecastRun.deployment_id)
-            .subquery()
-        )
-        latest: dict[int, int] = {}
-        for run_id, deployment_id in session.execute(
-            select(ForecastRun.id, ForecastRun.deployment_id)
-            .join(
-                newest,
-                and_(
-                    ForecastRun.deployment_id == newest.c.deployment_id,
-                    ForecastRun.created_at == newest.c.created_at,
-                ),
+        """New runs since the newest seen (ids grow), plus the newest run of deployments not seen before."""
+        newest: dict[int, tuple[float, int]] = {}  # deployment -> (created, run id) of its newest run found
+
+        def offer(deployment_id: int, run_id: int, created: datetime) -> None:
+            key = (created.timestamp(), run_id)
+            if key > newest.get(deployment_id, (-math.inf, 0)):
+                newest[deployment_id] = key
+
+        for run_id, deployment_id, created in session.execute(
+            select(ForecastRun.id, ForecastRun.deployment_id, ForecastRun.created_at).where(
+                ForecastRun.id > self._newest_run_id
             )
-            .order_by(ForecastRun.id)
         ):
-            latest[deployment_id] = run_id  # the highest id wins a tie
-        changed = {d: r for d, r in latest.items() if self._forecasts.get(d, (None,))[0] != r}
+            self._newest_run_id = max(self._newest_run_id, run_id)
+            offer(deployment_id, run_id, created)
+        unseen = [d for d in ids if d not in self._known and d not in self._forecasts]
+        if unseen:
+            latest = (
+                select(ForecastRun.deployment_id, func.max(ForecastRun.created_at).label("created_at"))
+                .where(ForecastRun.deployment_id.in_(unseen))
+                .group_by(ForecastRun.deployment_id)
+                .subquery()
+            )
+            on_latest = and_(
+                ForecastRun.deployment_id == latest.c.deployment_id, ForecastRun.created_at == latest.c.created_at
+            )
+            for run_id, deployment_id, created in session.execute(
+                select(ForecastRun.id, ForecastRun.deployment_id, ForecastRun.created_at).join(latest, on_latest)
+            ):
+                offer(deployment_id, run_id, created)
+        wanted = set(ids)
+        changed = {
+            d: key[1]
+            for d, key in newest.items()
+            if d in wanted and key > self._forecasts.get(d, ((-math.inf, 0), None))[0]
+        }
         if not changed:
             return
-        runs = {run.id: run for run in session.scalars(select(ForecastRun).where(ForecastRun.id.in_(changed.values())))}
+        runs = {r.id: r for r in session.scalars(select(ForecastRun).where(ForecastRun.id.in_(changed.values())))}
         points: dict[int, list[ForecastPoint]] = defaultdict(list)
         for point in session.scalars(
             select(ForecastPoint)
@@ -204,8 +239,9 @@ class InputReader:
             points[point.run_id].append(point)
         for deployment_id, run_id in changed.items():
             run = runs.get(run_id)
-            value = forecast_input(run, points.get(run_id, [])) if run is not None else None
-            self._forecasts[deployment_id] = (run_id, value)
+            if run is not None:
+                key = (run.created_at.timestamp(), run_id)
+                self._forecasts[deployment_id] = (key, forecast_input(run, points[run_id]))
 
     def _refresh_startups(self, session: Session, ids: Sequence[int], now: float) -> None:
         stale = [d for d in ids if now - self._startups.get(d, (-1e18, None))[0] >= self.startup_ttl_s]

@@ -6,7 +6,7 @@ import contextlib
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -65,6 +65,12 @@ class ControllerMetrics:
         self.decision_seconds = Histogram(
             "prewarm_controller_reconcile_duration_seconds",
             "Time one deployment's reconcile takes (backend reads, decide(), the scale call)",
+            buckets=PASS_BUCKETS,
+            registry=registry,
+        )
+        self.record_duration = Histogram(
+            "prewarm_controller_record_duration_seconds",
+            "Time writing one pass's finished decisions and statuses to the store (fenced)",
             buckets=PASS_BUCKETS,
             registry=registry,
         )

@@ -17,6 +17,7 @@ from controller.leases import fence_check
 from prewarm.db.models import Deployment, DeploymentStatus, ScalingDecision
 
 MAX_MESSAGE = 2000
+STATUS_REFRESH_S = 15.0  # an unchanged status row is rewritten this often (the fleet view flags older than 60 s)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Recorder:
         self.identity = identity
         self.fenced = fenced
         self.postgres = engine.dialect.name == "postgresql"
+        self._written: dict[int, tuple[tuple[Any, ...], float]] = {}  # deployment -> (status values, when)
 
     def write(self, outcomes: list[Outcome]) -> set[int]:
         live = [o for o in outcomes if not o.fenced]
@@ -123,6 +125,15 @@ class Recorder:
                 error_at=datetime.fromtimestamp(at, UTC) if at is not None else None,
             )
             latest[o.deployment_id] = row
+        for deployment_id, row in list(latest.items()):
+            # An unchanged status is written again only every STATUS_REFRESH_S (its age says "still decided").
+            values = tuple(v for k, v in sorted(row.items()) if k not in ("updated_at", "decided_at"))
+            at = row["updated_at"].timestamp()
+            previous = self._written.get(deployment_id)
+            if previous is not None and previous[0] == values and at - previous[1] < STATUS_REFRESH_S:
+                del latest[deployment_id]
+            else:
+                self._written[deployment_id] = (values, at)
         if not latest:
             return
         upsert = (pg_insert if self.postgres else sqlite_insert)(DeploymentStatus)

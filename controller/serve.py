@@ -116,7 +116,7 @@ async def serve_controller(
         runtime = ControllerRuntime(
             engine,
             loop,
-            ForecastJob(engine, settings),
+            ForecastJob(engine, settings) if settings.forecasts_enabled else None,
             leases=leases,
             maintenance=Maintenance(engine, RetentionPolicy.from_settings(settings)),
             maintenance_interval_s=settings.maintenance_interval_s,

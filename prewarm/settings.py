@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     )
     forecast_quantile_low: float = Field(default=0.1, gt=0, lt=0.5, description="Lower band quantile.")
     forecast_quantile_high: float = Field(default=0.9, gt=0.5, lt=1, description="Upper band quantile.")
+    forecasts_enabled: bool = Field(
+        default=True,
+        description="Run the scheduled forecasts in the controller (off: e.g. a benchmark of the loop alone).",
+    )
     forecast_poll_interval_s: float = Field(
         default=30.0, gt=0, description="The forecast worker checks which deployments are due this often."
     )
