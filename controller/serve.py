@@ -126,7 +126,7 @@ async def serve_controller(
         )
         logger.info("controller %s: %d lease buckets", leases.identity, leases.buckets)
     app = create_app(engine, settings=settings, runtime=runtime)
-    app.include_router(dashboard_router(engine))
+    app.include_router(dashboard_router(engine, buckets=settings.lease_buckets))
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     livez, readyz = health_routes(runtime)
     app.add_route("/livez", livez, include_in_schema=False)

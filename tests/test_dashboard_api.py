@@ -139,25 +139,34 @@ def test_root_redirects_to_the_dashboard(client: TestClient) -> None:
     assert response.headers["location"] == "/dashboard"
 
 
-def test_page_without_deployments_says_how_to_create_one(client: TestClient) -> None:
+def test_fleet_page_without_deployments_says_how_to_create_one(client: TestClient) -> None:
     response = client.get("/dashboard")
     assert response.status_code == 200
-    assert "No deployments yet" in response.text
+    assert "No deployment matches" in response.text and "POST /api/v1/deployments" in response.text
 
 
-def test_page_renders_a_section_per_deployment_with_decision_reasons(
-    engine: Engine, client: TestClient
-) -> None:
+def test_fleet_page_lists_each_deployment_with_a_link_to_its_page(engine: Engine, client: TestClient) -> None:
     seed_deployment(engine, NOW, "digits")
     seed_deployment(engine, NOW, "resnet")
-    page = client.get("/dashboard", params={"end": NOW}).text
-    assert 'data-deployment="digits"' in page and 'data-deployment="resnet"' in page
+    page = client.get("/dashboard").text
+    assert 'href="/dashboard/deployments/digits"' in page and 'href="/dashboard/deployments/resnet"' in page
+    only = client.get("/dashboard/fleet", params={"name": "res"}).text
+    assert 'data-name="resnet"' in only and 'data-name="digits"' not in only
+    assert client.get("/dashboard", params={"state": "nonsense"}).status_code == 422
+
+
+def test_deployment_page_renders_its_section_with_decision_reasons(engine: Engine, client: TestClient) -> None:
+    seed_deployment(engine, NOW, "digits")
+    seed_deployment(engine, NOW, "resnet")
+    page = client.get("/dashboard/deployments/digits", params={"end": NOW}).text
+    assert 'data-deployment="digits"' in page and 'data-deployment="resnet"' not in page
     assert SCALE_UP_REASON in page and SCALE_DOWN_REASON in page
+    assert client.get("/dashboard/deployments/nope").status_code == 404
 
 
 def test_page_escapes_stored_text(engine: Engine, client: TestClient) -> None:
     seed_deployment(engine, NOW)
-    page = client.get("/dashboard", params={"end": NOW}).text
+    page = client.get("/dashboard/deployments/digits", params={"end": NOW}).text
     assert "<b>keep warm</b>" not in page
     assert "&lt;b&gt;keep warm&lt;/b&gt;" in page
 

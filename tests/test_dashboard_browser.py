@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from controller import repository
 from controller.dashboard import dashboard_router
@@ -136,9 +136,12 @@ def test_dashboard_draws_the_chart_lists_decisions_and_refreshes_without_console
     pg_engine: Engine, dashboard_url: str, browser: Any, tmp_path: Path
 ) -> None:
     seeded = seed_deployment(pg_engine, time.time(), "digits")
-    browser.get(f"{dashboard_url}/")  # the root redirects to the dashboard
+    browser.get(f"{dashboard_url}/")  # the root redirects to the fleet overview
     assert browser.current_url.endswith("/dashboard")
-    assert browser.title == "prewarm dashboard"
+    assert browser.title == "prewarm fleet"
+    browser.find_element("css selector", 'tr[data-name="digits"] a').click()  # to the deployment's page
+    _wait_for(browser, "document.title === 'prewarm dashboard'", "the deployment page")
+    assert browser.current_url.endswith("/dashboard/deployments/digits")
 
     _wait_for(
         browser, "window.prewarmDashboard && window.prewarmDashboard.refreshes >= 1", "the first refresh"
@@ -185,3 +188,70 @@ def test_dashboard_draws_the_chart_lists_decisions_and_refreshes_without_console
     errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
     assert errors == []
     assert browser.execute_script("return window.prewarmDashboard.failures") == 0
+
+
+def _seed_fleet(engine: Engine, count: int) -> None:
+    """``count`` deployments with policies and live statuses as their controllers would have written them."""
+    from sqlalchemy import insert
+
+    from controller.policy import ScalingPolicy
+    from prewarm.db.models import Deployment, DeploymentStatus, Policy
+
+    spec = ScalingPolicy().model_dump(mode="json")
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(insert(Deployment), [
+            {"name": f"model-{i:04d}", "model": "m", "backend": "kubernetes", "backend_config": {},
+             "min_replicas": 1, "max_replicas": 10, "price_per_replica_hour": 0, "created_at": now}
+            for i in range(count)
+        ])  # fmt: skip
+        ids = dict(connection.execute(select(Deployment.name, Deployment.id)).all())
+        connection.execute(insert(Policy), [
+            {"deployment_id": i, "version": 1, "spec": spec, "author": "test", "comment": "", "created_at": now}
+            for i in ids.values()
+        ])  # fmt: skip
+        connection.execute(insert(DeploymentStatus), [
+            {"deployment_id": ids[f"model-{i:04d}"], "updated_at": now, "controller": f"controller-{i % 2}",
+             "term": 1, "current_replicas": 3, "desired_replicas": 10 if i % 10 == 0 else 3,
+             "ready_replicas": 3, "source": "predictive" if i % 3 else "reactive",
+             "reason": f"predictive: upper forecast {100 + i} rps", "forecast_used": bool(i % 3),
+             "forecast_upper_rps": 100.0 + i, "decided_at": now,
+             "error_stage": "backend" if i % 97 == 0 else None,
+             "error_message": "HTTP 403 forbidden" if i % 97 == 0 else None,
+             "error_at": now if i % 97 == 0 else None, "errors_total": 1 if i % 97 == 0 else 0}
+            for i in range(count)
+        ])  # fmt: skip
+
+
+def test_the_fleet_overview_stays_fast_at_1000_deployments_with_filters_and_pages(
+    pg_engine: Engine, dashboard_url: str, browser: Any
+) -> None:
+    _seed_fleet(pg_engine, 1000)
+    started = time.perf_counter()
+    browser.get(f"{dashboard_url}/dashboard")
+    load_s = time.perf_counter() - started
+    rows = browser.find_elements("css selector", "table.fleet tbody tr")
+    assert len(rows) == 50  # one page
+    assert browser.find_element("css selector", "[data-range]").text == "1–50 of 1000"
+    print(f"fleet overview with 1000 deployments loaded in {load_s * 1000:.0f} ms")
+    assert load_s < 2.0, f"the overview took {load_s:.2f} s"
+
+    # The counts per state and a filter by state.
+    errors_tab = browser.find_element("css selector", 'nav.states a[data-state="errors"]')
+    assert errors_tab.text.endswith(" 11")  # model-0000, 0097, ..., 0970
+    errors_tab.click()
+    _wait_for(browser, "document.querySelectorAll('table.fleet tbody tr').length === 11", "the error filter")
+    assert "HTTP 403 forbidden" in browser.find_element("css selector", "table.fleet").text
+
+    # Filter by name, then page through everything.
+    browser.get(f"{dashboard_url}/dashboard?name=model-012")
+    names = [r.get_attribute("data-name") for r in browser.find_elements("css selector", "table.fleet tbody tr")]
+    assert names == [f"model-012{i}" for i in range(10)]
+    browser.get(f"{dashboard_url}/dashboard?limit=200")
+    browser.find_element("css selector", 'a[rel="next"]').click()
+    _wait_for(browser, "document.querySelector('[data-range]').textContent === '201–400 of 1000'", "page 2")
+
+    _wait_for(browser, "window.prewarmFleet && window.prewarmFleet.refreshes >= 1", "a live refresh")
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    assert errors == []
+    assert browser.execute_script("return window.prewarmFleet.failures") == 0

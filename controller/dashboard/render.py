@@ -113,7 +113,7 @@ def _section(panel: PanelView) -> str:
 def page_html(panels: list[PanelView], *, now: datetime, refresh_s: float, minutes: float) -> str:
     """The whole dashboard page: one section per deployment; the script fills the charts and refreshes."""
     windows = " ".join(
-        f'<a href="/dashboard?minutes={m}"{" class=current" if m == minutes else ""}>'
+        f'<a href="?minutes={m}"{" class=current" if m == minutes else ""}>'
         f"{m // 60 if m >= 60 else m}{'h' if m >= 60 else 'm'}</a>"
         for m in WINDOWS_MIN
     )
@@ -128,7 +128,7 @@ def page_html(panels: list[PanelView], *, now: datetime, refresh_s: float, minut
         f'<link rel="icon" href="data:,"><link rel="stylesheet" href="{STATIC}/uPlot.min.css">'
         f'<link rel="stylesheet" href="{STATIC}/dashboard.css"></head>'
         f'<body data-refresh-s="{refresh_s:g}" data-minutes="{minutes:g}" data-api="/dashboard/api">'
-        f'<header><h1>prewarm</h1><nav class="deployments">{nav}</nav>'
+        f'<header><h1><a href="/dashboard">prewarm</a></h1><nav class="deployments">{nav}</nav>'
         f'<nav class="windows">window: {windows}</nav>'
         f'<span id="status" class="muted">rendered {_time(now)} UTC · refreshes every {refresh_s:g} s</span>'
         f"</header><main>{body}</main>"
