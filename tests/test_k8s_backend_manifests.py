@@ -21,6 +21,7 @@ MODELS = {
     "Role": "V1Role",
     "RoleBinding": "V1RoleBinding",
     "Secret": "V1Secret",
+    "PodDisruptionBudget": "V1PodDisruptionBudget",
 }
 
 
@@ -98,3 +99,15 @@ def test_container_arguments_are_accepted_by_the_prewarm_cli() -> None:
     assert parser.parse_args(replica["args"]).command == "replica"
     [controller] = find("Deployment", "prewarm-controller")["spec"]["template"]["spec"]["containers"]
     assert parser.parse_args(controller["args"]).command == "controller"
+
+
+def test_two_controllers_roll_one_at_a_time_with_probes_that_mean_something() -> None:
+    deployment = find("Deployment", "prewarm-controller")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    [controller] = deployment["spec"]["template"]["spec"]["containers"]
+    assert controller["livenessProbe"]["httpGet"]["path"] == "/livez"  # fails when the loop is stuck
+    assert controller["readinessProbe"]["httpGet"]["path"] == "/readyz"  # fails when the store is unreachable
+    identity = next(e for e in controller["env"] if e["name"] == "PREWARM_CONTROLLER_IDENTITY")
+    assert identity["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert find("PodDisruptionBudget", "prewarm-controller")["spec"]["minAvailable"] == 1
