@@ -204,7 +204,7 @@ def run(url: str, count: int, controllers: int, seconds: float, warmup_s: float,
             [sys.executable, "-m", "prewarm.cli", "controller", "--port", str(port), "--state-dir", str(log_dir)],
             env={**env, "PREWARM_CONTROLLER_IDENTITY": f"bench-{i}"},
             stdout=subprocess.DEVNULL, stderr=(log_dir / f"controller-{i}.log").open("ab"),
-        )  # fmt: skip
+        )
         for i, port in enumerate(ports)
     ]
     urls = [f"http://127.0.0.1:{port}" for port in ports]

@@ -209,7 +209,7 @@ class MetricsStore:
             rows = connection.execute(query, params).all()
         if not rows:
             return np.empty(0), np.empty(0)
-        data = np.asarray(rows, dtype=np.float64)
+        data = np.array([tuple(row) for row in rows], dtype=np.float64)  # Row objects: numpy is slow on them
         return data[:, 0], data[:, 1]
 
     def resample(
@@ -285,7 +285,7 @@ class MetricsStore:
         if not rows:
             empty = np.empty(0)
             return empty, empty, empty, empty
-        data = np.asarray(rows, dtype=np.float64)
+        data = np.array([tuple(row) for row in rows], dtype=np.float64)  # Row objects: numpy is slow on them
         return data[:, 0], data[:, 1], data[:, 2], data[:, 3]
 
     def read_recent(
