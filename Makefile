@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test lint readme-results bench bench-store bench-replica bench-gateway bench-forecast bench-simulate venv clean
+.PHONY: demo test lint readme-results bench bench-store bench-fleet bench-replica bench-gateway bench-forecast bench-simulate venv clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ test: venv
 bench-store: venv
 	scripts/ensure-system.sh
 	$(BIN)/python -m benchmarks.store_bench
+
+bench-fleet: venv
+	scripts/ensure-system.sh
+	$(BIN)/python -m benchmarks.fleet_bench --deployments 1000 --controllers 1 2 --sweep 2000,3000
 
 # KServe pins its own FastAPI, uvicorn and protobuf: its baseline server runs from a virtualenv of its own.
 .venv-kserve/.installed:
@@ -60,7 +64,7 @@ bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bench
 	$(BIN)/python -m benchmarks.simulate_bounds
 
-bench: bench-store bench-replica bench-gateway bench-forecast bench-simulate
+bench: bench-store bench-fleet bench-replica bench-gateway bench-forecast bench-simulate
 
 # Re-run the commands named by the result blocks of README.md and docs/ and put their output in place (~15 min).
 readme-results: venv

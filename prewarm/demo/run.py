@@ -141,7 +141,7 @@ def run_demo(options: DemoOptions, on_tick: Tick | None = None) -> DemoResult:
     )
     try:
         stack.start_controller()
-        say(f"controller: {stack.api_url}/api/v1 (dashboard: {stack.api_url}/dashboard)")
+        say(f"controller: {stack.api_url}/api/v1 (dashboard: {stack.api_url}/dashboard/deployments/{DEPLOYMENT})")
         setup_deployment(stack, options, plan)
         stack.start_gateway(DEPLOYMENT)
         say(f"gateway:    {stack.gateway_url}/v2/models/digits_mlp/infer (logs in {options.workdir}/)")
