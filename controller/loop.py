@@ -149,7 +149,7 @@ class ReconcileLoop:
         record_unchanged_every_s: float = 60.0,
         metrics: ControllerMetrics | None = None,
         leases: LeaseManager | None = None,
-        workers: int = 8,
+        workers: int = 32,
     ) -> None:
         self.engine = engine
         self.sessions = session_factory(engine)
@@ -230,7 +230,8 @@ class ReconcileLoop:
             else:
                 found = {}
         except SQLAlchemyError as error:
-            self._database_down(error)
+            self._database_down(error)  # the pass completed: holding the counts is what it should do now
+            self._pass_done(started)
             return futures
         self._database_up()
         for runtime in due:
@@ -245,11 +246,14 @@ class ReconcileLoop:
             runtime.next_decision_at = due_at + interval if due_at + interval > now else now + interval
             runtime.busy = True
             futures.append(self._pool.submit(self._work, runtime, inputs, now, due_at, bucket, term))
+        self._pass_done(started)
+        return futures
+
+    def _pass_done(self, started: float) -> None:
         self._passes += 1
         self.last_pass_completed = time.time()
         self.metrics.last_pass.set(self.last_pass_completed)
         self.metrics.pass_duration.observe(time.perf_counter() - started)
-        return futures
 
     def _refresh_inputs(self, due: list[DeploymentRuntime], now: float) -> None:
         """Refresh the input caches of every owned deployment about once a second (a few bulk queries), and at

@@ -48,10 +48,11 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="How often leases are renewed, rebalanced and free buckets taken."
     )
     reconcile_workers: int = Field(
-        default=8,
+        default=32,
         ge=1,
         le=256,
-        description="Threads running reconciles; a slow backend blocks one of them, never the loop.",
+        description="Most threads running reconciles at once (started as needed); a hanging backend holds one of "
+        "them, never the loop or the other deployments.",
     )
     observation_late_s: float = Field(
         default=15.0,

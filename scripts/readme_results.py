@@ -85,14 +85,19 @@ def run_command(command: str) -> str:
     return done.stdout.strip("\n")
 
 
-def regenerate(text: str, match: str | None = None) -> str:
-    """``text`` with every (matching) block's content replaced by its command's fresh output."""
+def regenerate(text: str, match: str | None = None, outputs: dict[str, str] | None = None) -> str:
+    """``text`` with every (matching) block's content replaced by its command's fresh output. ``outputs`` keeps
+    what each command printed, so that a command named by several blocks (the README and a doc) runs once and
+    every block shows the same run."""
+    outputs = {} if outputs is None else outputs
     out, position = [], 0
     for block in find_blocks(text):
         out.append(text[position : block.start])
         if match is None or match in block.command:
-            print(f"running: {block.command}", file=sys.stderr, flush=True)
-            output = run_command(block.command)
+            if block.command not in outputs:
+                print(f"running: {block.command}", file=sys.stderr, flush=True)
+                outputs[block.command] = run_command(block.command)
+            output = outputs[block.command]
             out.append(f"```text\n{output}\n```\n" if block.fenced else f"\n{output}\n\n")
         else:
             out.append(block.content)
@@ -108,10 +113,11 @@ def main() -> None:
     parser.add_argument("files", nargs="*", default=list(DEFAULT_FILES))
     parser.add_argument("--match", default=None, help="only blocks whose command contains this text")
     args = parser.parse_args()
+    outputs: dict[str, str] = {}
     for name in args.files:
         path = ROOT / name
         text = path.read_text()
-        new = regenerate(text, args.match)
+        new = regenerate(text, args.match, outputs)
         if new != text:
             path.write_text(new)
             print(f"updated {name}", file=sys.stderr)

@@ -60,6 +60,11 @@ def test_the_slow_blocks_have_the_commands_tables() -> None:
         if "nasa_http_jul1995_1min.csv" in block.command:
             assert "| profile" in body and "| prophet" in body and "| holt_winters" in body
             assert "168 origins" in body
+        if "fleet_bench" in block.command:
+            assert "| deployments | controllers | decisions/s (asked) | lag p50 | lag p99 |" in body
+            assert "| 1,000 | 1 |" in body and "| 1,000 | 2 |" in body and "Largest fleet" in body
+        if "store_bench" in block.command:
+            assert "| insert 100,000 samples" in body and "per deployment per day after rollup" in body
         if "simulate_bench" in block.command:
             for policy in ("static-peak", "hpa", "kpa", "prewarm", "hpa-tuned", "oracle"):
                 assert f"| {policy}" in body
