@@ -172,9 +172,12 @@ def test_database_outage_keeps_the_count_and_the_loop_resumes(
     assert loop.reconcile_once(NOW)["digits"].desired == 4
 
     proxy.cut()
+    passed_before = loop.last_pass_completed
     with caplog.at_level(logging.ERROR):
         assert loop.reconcile_once(NOW + 10) == {}
     assert "database unreachable" in caplog.text
+    assert loop.last_pass_completed is not None and passed_before is not None
+    assert loop.last_pass_completed > passed_before  # the pass completed: /livez stays up through an outage
     assert backends["digits"].ready_count() == 4  # nothing was scaled while blind
 
     proxy.start()
