@@ -40,6 +40,7 @@ class FakeCluster:
 
     replicas: int = 2
     ready_replicas: int | None = 2
+    surge: int = 0  # pods beyond the spec during a rolling update (status.replicas = spec + surge)
     resource_version: int = 100
     pods: list[dict[str, Any]] = field(default_factory=list)
     faults: dict[str, list[str]] = field(default_factory=dict)  # route -> faults to serve, in order
@@ -58,7 +59,7 @@ class FakeCluster:
         }
 
     def deployment(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"replicas": self.replicas}
+        status: dict[str, Any] = {"replicas": self.replicas + self.surge}
         if self.ready_replicas is not None:
             status["readyReplicas"] = self.ready_replicas
         return {

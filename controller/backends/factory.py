@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from controller.backends.base import BackendError, ReplicaBackend
+from controller.backends.local_events import EventSink, LogEventSink, StoreEventSink
 
 BACKENDS = ("local", "kubernetes", "dry-run")
 
@@ -34,13 +35,17 @@ def build_backend(
             target = KubernetesTarget.from_config(backend_config, default_name=name)
         except (TypeError, ValueError) as error:
             raise BackendError(f"deployment {name!r}: {error}") from error
-        return KubernetesBackend(target)
+        return KubernetesBackend(target, events=_events(engine, name))
     if backend == "local":
         from controller.backends.local import LocalProcessBackend
-        from controller.backends.local_events import EventSink, LogEventSink, StoreEventSink
-
-        events: EventSink = StoreEventSink(engine, name) if engine is not None else LogEventSink()
-        return LocalProcessBackend.from_deployment(name, model, backend_config, state_root, events=events)
+        return LocalProcessBackend.from_deployment(
+            name, model, backend_config, state_root, events=_events(engine, name)
+        )
     raise BackendError(
         f"deployment {name!r}: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
     )
+
+
+def _events(engine: Engine | None, name: str) -> EventSink:
+    """Replica events go to the store (where the loop reads the measured startup), or to the log without one."""
+    return StoreEventSink(engine, name) if engine is not None else LogEventSink()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from controller.backends.base import BackendError, ReplicaInfo, ReplicaState
+from controller.backends.local_events import READY, Event, EventSink
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -101,6 +102,18 @@ def build_api_client(target: KubernetesTarget) -> ApiClient:
     return client.ApiClient(configuration)
 
 
+def pod_startup_s(pod: Any) -> tuple[float, float] | None:
+    """(creation epoch seconds, seconds from creation to the Ready condition) of a Ready pod, else None."""
+    created = pod.metadata.creation_timestamp if pod.metadata else None
+    if created is None or pod.metadata.deletion_timestamp is not None:
+        return None
+    conditions = (pod.status.conditions if pod.status else None) or []
+    ready = next((c for c in conditions if c.type == "Ready" and c.status == "True"), None)
+    if ready is None or ready.last_transition_time is None:
+        return None
+    return created.timestamp(), max(0.0, (ready.last_transition_time - created).total_seconds())
+
+
 def _pod_state(pod: Any) -> ReplicaState:
     """A pod's place in the replica life cycle, from its deletion mark, phase and Ready condition."""
     if pod.metadata.deletion_timestamp is not None:
@@ -129,6 +142,8 @@ class KubernetesBackend:
         target: KubernetesTarget,
         api_client: ApiClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        events: EventSink | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         from kubernetes import client
 
@@ -138,11 +153,19 @@ class KubernetesBackend:
         self._core = client.CoreV1Api(self._api_client)
         self._sleep = sleep
         self._pods_forbidden = False
+        self.events = events
+        # Startups are measured for pods created after this backend started watching (a controller that takes a
+        # deployment over does not record the previous owner's pods again).
+        self._watching_since = clock()
+        self._recorded: set[str] = set()  # pod UIDs whose startup was recorded
+        self._last_counts: tuple[int, int] | None = None
 
     # --- the protocol ---------------------------------------------------------------------------------------
 
     def ready_count(self) -> int:
-        """``status.readyReplicas`` of the Deployment (pods that passed their readiness probe)."""
+        """``status.readyReplicas`` of the Deployment (pods that passed their readiness probe). When the counts
+        changed since the last call, the pods are listed and each new pod's startup (creation to Ready) is
+        recorded as a replica event, so the lead time follows the cluster."""
         deployment = self._call(
             "read",
             lambda timeout: self._apps.read_namespaced_deployment(
@@ -150,7 +173,12 @@ class KubernetesBackend:
             ),
         )
         status = deployment.status
-        return int((status.ready_replicas if status else None) or 0)
+        ready = int((status.ready_replicas if status else None) or 0)
+        counts = (ready, int((status.replicas if status else None) or 0))
+        if self.events is not None and counts != self._last_counts:
+            self._record_startups(deployment)
+        self._last_counts = counts
+        return ready
 
     def desired_count(self) -> int:
         """``spec.replicas`` of the scale subresource: what was last asked for, by anyone."""
@@ -215,6 +243,37 @@ class KubernetesBackend:
         self._api_client.close()
 
     # --- helpers --------------------------------------------------------------------------------------------
+
+    def _record_startups(self, deployment: Any) -> None:
+        """Record ``ready`` events for pods created since we watch that turned Ready: creation to Ready from the
+        pods' own timestamps (whenever we look). Best effort: a failure to list pods never fails the caller."""
+        if not self.target.list_pods or self._pods_forbidden or self.events is None:
+            return
+        selector = self._selector(deployment)
+        try:
+            pods = self._call(
+                "list pods of",
+                lambda timeout: self._core.list_namespaced_pod(
+                    self.target.namespace, label_selector=selector, _request_timeout=timeout
+                ),
+            )
+        except KubernetesApiError as error:
+            if error.status == 403:
+                logger.warning("%s: pods not listable, replica startup is not measured", self.target.ref)
+                self._pods_forbidden = True
+            return
+        for pod in pods.items:
+            measured = pod_startup_s(pod)
+            if measured is None or pod.metadata is None:
+                continue
+            name = str(pod.metadata.name)
+            uid = str(pod.metadata.uid or name)
+            created, startup = measured
+            if uid in self._recorded or created < self._watching_since:
+                continue
+            self._recorded.add(uid)
+            detail = f"pod created {created:.0f}, Ready {startup:.1f} s later"
+            self.events.record(Event(name, READY, round(startup, 3), detail))
 
     def _read_scale(self) -> Any:
         return self._call(
