@@ -7,6 +7,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -148,6 +149,7 @@ async def serve_controller(
 
         runtime.on_fatal = fatal
         await runtime.start()
+    keda_server = await _start_keda(settings, host, engine, runtime) if settings.keda_port else None
     logger.info(
         "controller listening on http://%s:%d (API under /api/v1, dashboard at /dashboard, metrics at /metrics, "
         "probes at /livez and /readyz)",
@@ -157,7 +159,17 @@ async def serve_controller(
     try:
         await server.serve()
     finally:
+        if keda_server is not None:
+            await keda_server.stop(grace=5)
         if runtime is not None:
             await runtime.stop()
         engine.dispose()
     return exit_code
+
+
+async def _start_keda(settings: Settings, host: str, engine: Engine, runtime: ControllerRuntime | None) -> Any:
+    """KEDA's external scaler on ``PREWARM_KEDA_PORT`` (docs/kubernetes.md, deploy/k8s/keda/)."""
+    from controller.keda.scaler import ExternalScaler, start_server
+    from controller.keda.views import store_lookup
+
+    return await start_server(ExternalScaler(store_lookup(engine, runtime)), host, settings.keda_port)

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Samples arriving up to this late are still seen by the loop's in-memory windows.",
     )
+    keda_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the KEDA external scaler gRPC service (externalscaler.ExternalScaler); 0: off.",
+    )
     liveness_stale_s: float = Field(
         default=15.0,
         gt=0,

@@ -111,3 +111,24 @@ def test_two_controllers_roll_one_at_a_time_with_probes_that_mean_something() ->
     identity = next(e for e in controller["env"] if e["name"] == "PREWARM_CONTROLLER_IDENTITY")
     assert identity["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert find("PodDisruptionBudget", "prewarm-controller")["spec"]["minAvailable"] == 1
+
+
+KEDA = DEPLOY / "keda"
+
+
+@pytest.mark.parametrize("path", sorted(KEDA.glob("*.yaml")), ids=lambda p: p.name)
+def test_keda_scaled_objects_call_the_controllers_scaler_with_valid_metadata(path: Path) -> None:
+    from controller.keda.scaler import MODES
+
+    [scaled] = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["kind"] == "ScaledObject"
+    [external] = [t for t in scaled["spec"]["triggers"] if t["type"] == "external"]
+    host, port = external["metadata"]["scalerAddress"].rsplit(":", 1)
+    service = find("Service", "prewarm-controller")
+    assert host.startswith(f"{service['metadata']['name']}.{service['metadata']['namespace']}")
+    assert int(port) in {p["port"] for p in service["spec"]["ports"]}
+    [controller] = find("Deployment", "prewarm-controller")["spec"]["template"]["spec"]["containers"]
+    keda_env = next(e for e in controller["env"] if e["name"] == "PREWARM_KEDA_PORT")
+    assert int(keda_env["value"]) == int(port)
+    assert external["metadata"]["mode"] in MODES and external["metadata"]["deployment"]
+    assert scaled["spec"]["fallback"]["replicas"] >= 1  # KEDA holds a count when no controller decides

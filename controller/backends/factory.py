@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from controller.backends.base import BackendError, ReplicaBackend
 from controller.backends.local_events import EventSink, LogEventSink, StoreEventSink
 
-BACKENDS = ("local", "kubernetes", "dry-run")
+BACKENDS = ("local", "kubernetes", "keda", "dry-run")
 
 
 def build_backend(
@@ -28,14 +28,19 @@ def build_backend(
         from controller.backends.dry_run import DryRunBackend
 
         return DryRunBackend(initial_replicas=int(backend_config.get("initial_replicas", min_replicas)))
-    if backend == "kubernetes":
+    if backend in ("kubernetes", "keda"):
         from controller.backends.kubernetes import KubernetesBackend, KubernetesTarget
 
         try:
             target = KubernetesTarget.from_config(backend_config, default_name=name)
         except (TypeError, ValueError) as error:
             raise BackendError(f"deployment {name!r}: {error}") from error
-        return KubernetesBackend(target, events=_events(engine, name))
+        kubernetes = KubernetesBackend(target, events=_events(engine, name))
+        if backend == "keda":
+            from controller.backends.keda import KedaBackend
+
+            return KedaBackend(kubernetes)
+        return kubernetes
     if backend == "local":
         from controller.backends.local import LocalProcessBackend
         return LocalProcessBackend.from_deployment(
