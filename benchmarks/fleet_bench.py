@@ -318,8 +318,10 @@ def main() -> None:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
-    print(f"{os.cpu_count()} cores; interval {INTERVAL_S:.0f} s; {args.seconds:.0f} s measured after "
-          f"{args.warmup:.0f} s warm-up; dry-run backend; samples of {len(METRICS)} metrics per deployment per second\n")  # fmt: skip
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"{os.cpu_count()} cores (load average at the end {load}); interval {INTERVAL_S:.0f} s; "
+          f"{args.seconds:.0f} s measured after {args.warmup:.0f} s warm-up; dry-run backend; samples of "
+          f"{len(METRICS)} metrics per deployment per second\n")  # fmt: skip
     print(table(results))
     holding = [r.deployments for r in results if r.controllers == 1 and r.holds_goal]
     if holding:
