@@ -29,7 +29,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ from controller.decide import Decision, DecisionState, Observations, decide
 from controller.leases import LeaseManager, bucket_of
 from controller.loop_inputs import DeploymentRow, InputError, InputReader, Inputs, read_deployments
 from controller.loop_metrics import ControllerMetrics
+from controller.loop_pool import ReconcilePool
 from controller.loop_record import Outcome, Recorder
 from controller.sources.window import ObservationWindow
 from prewarm import metric_names as m
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 DEPLOYMENTS_REFRESH_S = 1.0  # how often the deployment list is read again (new, deleted, changed backends)
 INPUTS_REFRESH_S = 1.0  # how often policies, overrides, forecasts and startups of owned deployments are refreshed
 RECORD_EVERY_S = 0.1  # the background recorder writes finished outcomes this often
+STUCK_AFTER_S = 1.0  # a reconcile running this long holds a thread that the pool replaces for the others
 LOCAL_IDENTITY = "local"  # the identity recorded when no lease manager is used (tests, single process)
 ERROR_LOG_REPEAT_S = 60.0  # the same error of a deployment is logged again at most this often
 INVALID_POLICY_RETRY_S = 5.0  # a deployment whose policy does not validate is looked at again this often
@@ -149,7 +151,8 @@ class ReconcileLoop:
         record_unchanged_every_s: float = 60.0,
         metrics: ControllerMetrics | None = None,
         leases: LeaseManager | None = None,
-        workers: int = 32,
+        workers: int = 8,
+        max_threads: int = 256,
     ) -> None:
         self.engine = engine
         self.sessions = session_factory(engine)
@@ -165,7 +168,7 @@ class ReconcileLoop:
         self.runtimes: dict[str, DeploymentRuntime] = {}
         self.database_ok = True
         self.last_pass_completed: float | None = None  # epoch seconds
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+        self._pool = ReconcilePool(workers, stuck_after_s=STUCK_AFTER_S, max_threads=max_threads)
         self._done: list[Outcome] = []
         self._done_lock = threading.Lock()
         self._rows: list[DeploymentRow] = []
@@ -246,6 +249,7 @@ class ReconcileLoop:
             runtime.next_decision_at = due_at + interval if due_at + interval > now else now + interval
             runtime.busy = True
             futures.append(self._pool.submit(self._work, runtime, inputs, now, due_at, bucket, term))
+        self._pool.compensate()  # threads stuck in a hanging backend are replaced for the others
         self._pass_done(started)
         return futures
 
@@ -574,7 +578,7 @@ class ReconcileLoop:
 
     def close(self) -> None:
         """Wait briefly for running reconciles, record them, and release every backend (local replicas stop)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown()
         with contextlib.suppress(SQLAlchemyError):
             self._flush()
         for runtime in list(self.runtimes.values()):

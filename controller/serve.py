@@ -113,6 +113,7 @@ async def serve_controller(
             state_root=state_dir,
             leases=leases,
             workers=settings.reconcile_workers,
+            max_threads=settings.reconcile_max_threads,
         )
         runtime = ControllerRuntime(
             engine,

@@ -48,11 +48,17 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="How often leases are renewed, rebalanced and free buckets taken."
     )
     reconcile_workers: int = Field(
-        default=32,
+        default=8,
         ge=1,
         le=256,
-        description="Most threads running reconciles at once (started as needed); a hanging backend holds one of "
-        "them, never the loop or the other deployments.",
+        description="Threads running reconciles; one stuck in a hanging backend for over a second is replaced, so "
+        "it never holds up the loop or the other deployments.",
+    )
+    reconcile_max_threads: int = Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="Most reconcile threads in all, stuck ones included (many independent clusters failing).",
     )
     observation_late_s: float = Field(
         default=15.0,

@@ -1,5 +1,6 @@
-"""One deployment's trouble is its own: backends that hang 30 s (ten of them, on 16 workers), a stored policy that
-no longer validates and a backend with a bug, beside healthy deployments that keep being decided every interval."""
+"""One deployment's trouble is its own: backends that hang 30 s (ten of them, on a pool of 4 threads), a stored
+policy that no longer validates and a backend with a bug, beside healthy deployments that keep being decided every
+interval."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from prewarm.db.models import DeploymentStatus, Policy
 from prewarm.db.store import MetricsStore, Sample
 
 HEALTHY = [f"healthy-{i}" for i in range(4)]
-HANGING = [f"hangs-{i}" for i in range(10)]  # more hanging backends than half the workers
+HANGING = [f"hangs-{i}" for i in range(10)]  # more hanging backends than the pool's 4 threads
 RUN_S = 6.0
 
 
@@ -97,7 +98,7 @@ def test_a_hanging_backend_an_invalid_policy_and_a_bug_cost_their_deployment_alo
     registry = CollectorRegistry()
     loop = ReconcileLoop(
         pg, StoreSource(MetricsStore(pg)), backend_factory=factory, state_root=Path("/tmp"),
-        metrics=ControllerMetrics(registry), workers=16,
+        metrics=ControllerMetrics(registry), workers=4,
     )  # fmt: skip
     stop = asyncio.Event()
     runner = threading.Thread(target=asyncio.run, args=(_run_for(loop, stop, RUN_S),), daemon=True)
