@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import threading
 import time
@@ -61,6 +62,7 @@ STUCK_AFTER_S = 1.0  # a reconcile running this long holds a thread that the poo
 LOCAL_IDENTITY = "local"  # the identity recorded when no lease manager is used (tests, single process)
 ERROR_LOG_REPEAT_S = 60.0  # the same error of a deployment is logged again at most this often
 INVALID_POLICY_RETRY_S = 5.0  # a deployment whose policy does not validate is looked at again this often
+BUSY_RETRY_S = 0.5  # a deployment due while its previous reconcile still runs is looked at again after this
 
 
 class MetricsSource(Protocol):
@@ -118,6 +120,7 @@ class DeploymentRuntime:
     backend: ReplicaBackend
     state: DecisionState
     next_decision_at: float = 0.0
+    bucket: int = 0
     busy: bool = False
     last_recorded_at: float = -1e18
     last_decision: Decision | None = None
@@ -172,6 +175,10 @@ class ReconcileLoop:
         self._done: list[Outcome] = []
         self._done_lock = threading.Lock()
         self._rows: list[DeploymentRow] = []
+        self._heap: list[tuple[float, int, str]] = []  # (due at, sequence, deployment)
+        self._bucket_cache: dict[str, int] = {}
+        self._sequence = 0
+        self._synced_buckets: frozenset[int] | None = frozenset({-1})  # never equal at the first pass
         self._rows_read_at = -1e18
         self._passes = 0
         self._logged: dict[tuple[str, str], tuple[str, float]] = {}
@@ -198,7 +205,12 @@ class ReconcileLoop:
         return self.leases.owned() if self.leases is not None else None
 
     def bucket(self, name: str) -> int:
-        return bucket_of(name, self.leases.buckets) if self.leases is not None else 0
+        if self.leases is None:
+            return 0
+        bucket = self._bucket_cache.get(name)
+        if bucket is None:
+            bucket = self._bucket_cache[name] = bucket_of(name, self.leases.buckets)
+        return bucket
 
     def owned_names(self) -> list[str]:
         """Deployments whose bucket this controller holds now (the forecast job fits only these)."""
@@ -223,9 +235,9 @@ class ReconcileLoop:
             self._flush()
         futures: list[Future[None]] = []
         try:
-            rows = self._deployments(now)
             owned = self._owned_buckets()
-            due = self._due(rows, owned, now)
+            self._sync(now, owned)
+            due = self._due(now, owned)
             if due:
                 self._refresh_inputs(due, now)
                 found = {rt.row.id: self.inputs.get(rt.row.id, now) for rt in due}
@@ -239,16 +251,15 @@ class ReconcileLoop:
         self._database_up()
         for runtime in due:
             inputs = found.get(runtime.row.id)
-            if inputs is None:  # deleted meanwhile, or no policy yet
-                continue
-            bucket = self.bucket(runtime.name)
-            term = owned.get(bucket, 0) if owned is not None else 0
             interval = inputs.policy.decision_interval_s if isinstance(inputs, Inputs) else INVALID_POLICY_RETRY_S
             due_at = runtime.next_decision_at
             # Keep the phase (no drift), but never schedule catch-up bursts after a stall.
-            runtime.next_decision_at = due_at + interval if due_at + interval > now else now + interval
+            self._schedule(runtime, due_at + interval if due_at + interval > now else now + interval)
+            if inputs is None:  # deleted meanwhile, or no policy yet
+                continue
+            term = owned.get(runtime.bucket, 0) if owned is not None else 0
             runtime.busy = True
-            futures.append(self._pool.submit(self._work, runtime, inputs, now, due_at, bucket, term))
+            futures.append(self._pool.submit(self._work, runtime, inputs, now, due_at, runtime.bucket, term))
         self._pool.compensate()  # threads stuck in a hanging backend are replaced for the others
         self._pass_done(started)
         return futures
@@ -269,30 +280,53 @@ class ReconcileLoop:
         self.inputs.refresh(owned, now)
         self._inputs_read_at = now
 
-    def _deployments(self, now: float) -> list[DeploymentRow]:
-        if now - self._rows_read_at >= DEPLOYMENTS_REFRESH_S or now < self._rows_read_at:
+    def _sync(self, now: float, owned: dict[int, int] | None) -> None:
+        """About once a second (and whenever the buckets held change): read the deployment list, build runtimes
+        for the owned deployments that have none (their states in one query), release the others."""
+        held = frozenset(owned) if owned is not None else None
+        stale = now - self._rows_read_at >= DEPLOYMENTS_REFRESH_S or now < self._rows_read_at
+        if not stale and held == self._synced_buckets:
+            return
+        if stale:
             with self.sessions() as session:
                 self._rows = read_deployments(session)
             self._rows_read_at = now
-            self._sync_runtimes()
-        return self._rows
+        self._synced_buckets = held
+        mine = {r.name: r for r in self._rows if held is None or self.bucket(r.name) in held}
+        existing = {r.name for r in self._rows}
+        for name, runtime in list(self.runtimes.items()):
+            row = mine.get(name)
+            if row is None:
+                self._release(name, "deleted" if name not in existing else "its bucket is held by another controller")
+            elif row.id != runtime.row.id or row.backend_key != runtime.row.backend_key:
+                self._release(name, "backend settings changed")
+            else:
+                runtime.row = row
+        new = [row for name, row in mine.items() if name not in self.runtimes]
+        if new:
+            self._start_runtimes(new, now)
+        self.metrics.deployments_owned.set(len(mine))
 
-    def _due(
-        self, rows: list[DeploymentRow], owned: dict[int, int] | None, now: float
-    ) -> list[DeploymentRuntime]:
+    def _due(self, now: float, owned: dict[int, int] | None) -> list[DeploymentRuntime]:
+        """The runtimes whose time has come, from the schedule (a heap: a pass costs what is due, not the fleet)."""
         due: list[DeploymentRuntime] = []
-        owned_count = 0
-        for row in rows:
-            if owned is not None and self.bucket(row.name) not in owned:
-                self._release(row.name, "its bucket is held by another controller")
-                continue
-            owned_count += 1
-            runtime = self._runtime_for(row, now)
-            if runtime is None or runtime.busy or now < runtime.next_decision_at:
+        while self._heap and self._heap[0][0] <= now:
+            at, _, name = heapq.heappop(self._heap)
+            runtime = self.runtimes.get(name)
+            if runtime is None or runtime.next_decision_at != at:
+                continue  # released, or rescheduled since
+            if owned is not None and runtime.bucket not in owned:
+                continue  # the next sync releases it
+            if runtime.busy:  # still working on its previous decision: look again shortly
+                self._schedule(runtime, now + BUSY_RETRY_S)
                 continue
             due.append(runtime)
-        self.metrics.deployments_owned.set(owned_count)
         return due
+
+    def _schedule(self, runtime: DeploymentRuntime, at: float) -> None:
+        runtime.next_decision_at = at
+        self._sequence += 1
+        heapq.heappush(self._heap, (at, self._sequence, runtime.name))
 
     def _prepare_source(
         self, due: list[DeploymentRuntime], inputs: dict[int, Inputs | InputError | None], now: float
@@ -466,56 +500,57 @@ class ReconcileLoop:
 
     # -- deployments coming and going ----------------------------------------------------------------------
 
-    def _runtime_for(self, row: DeploymentRow, now: float) -> DeploymentRuntime | None:
-        runtime = self.runtimes.get(row.name)
-        if runtime is not None and runtime.row.backend_key == row.backend_key and runtime.row.id == row.id:
-            runtime.row = row
-            return runtime
-        if runtime is not None:
-            if runtime.busy:
-                return None  # rebuilt once its worker returns
-            logger.info("deployment %s: backend settings changed, rebuilding its backend", row.name)
-            self._release(row.name, "backend settings changed")
-        try:
-            backend = self.backend_factory(row)
-        except (BackendError, OSError, ValueError) as error:
-            logger.error("deployment %s: cannot build backend %s: %s", row.name, row.backend, error,
-                         extra={"deployment": row.name, "stage": "backend"})  # fmt: skip
-            self.metrics.errors.labels(row.name, "backend").inc()
-            return None
-        runtime = DeploymentRuntime(
-            row=row, backend=backend, state=self._resume_state(row.id, now), next_decision_at=now
-        )
-        # At start-up a large fleet's first decisions are spread (no thundering herd): over the time the default
-        # 5 s interval gives them; a bucket taken over later is decided at once.
-        if self._passes == 0 and len(self._rows) > 100:
-            spread_s = min(5.0, len(self._rows) / 200.0)
-            runtime.next_decision_at = now + (zlib.crc32(row.name.encode()) % 1000) / 1000 * spread_s
-        self.runtimes[row.name] = runtime
-        return runtime
+    def _start_runtimes(self, rows: list[DeploymentRow], now: float) -> None:
+        """Runtimes for deployments this controller now owns: their backends, and their scale-down windows rebuilt
+        from the stored decisions in one query. They are due at once, except at start-up, where a large fleet's
+        first decisions are spread over the default 5 s interval (no thundering herd)."""
+        states = self._resume_states([r.id for r in rows], now)
+        spread_s = min(5.0, len(self._rows) / 200.0) if self._passes == 0 and len(self._rows) > 100 else 0.0
+        for row in rows:
+            try:
+                backend = self.backend_factory(row)
+            except (BackendError, OSError, ValueError) as error:
+                if self._log_due(row.name, "backend-build", str(error), now):
+                    logger.error("deployment %s: cannot build backend %s: %s", row.name, row.backend, error,
+                                 extra={"deployment": row.name, "stage": "backend"})  # fmt: skip
+                self.metrics.errors.labels(row.name, "backend").inc()
+                continue
+            runtime = DeploymentRuntime(
+                row=row, backend=backend, state=states.get(row.id, DecisionState()), bucket=self.bucket(row.name)
+            )
+            self.runtimes[row.name] = runtime
+            self._schedule(runtime, now + (zlib.crc32(row.name.encode()) % 1000) / 1000 * spread_s)
 
-    def _resume_state(self, deployment_id: int, now: float) -> DecisionState:
-        """Rebuild the stabilisation window from stored decisions (conservative: their desired counts)."""
+    def _resume_states(self, ids: list[int], now: float) -> dict[int, DecisionState]:
+        """Each deployment's stabilisation window rebuilt from its stored decisions (conservative: their desired
+        counts), for all of ``ids`` in one query."""
         try:
+            self.inputs.refresh(ids, now)
+            windows = {
+                d: i.policy.scale_down_stabilisation_s if isinstance(i, Inputs) else 0.0
+                for d in ids
+                if (i := self.inputs.get(d, now)) is not None
+            }
+            longest = max(windows.values(), default=0.0)
+            if longest <= 0:
+                return {}
             with self.sessions() as session:
-                from controller import repository
-
-                _, policy = repository.current_policy(session, deployment_id)
-                since = datetime.fromtimestamp(now - policy.scale_down_stabilisation_s, UTC)
                 rows = session.execute(
-                    select(ScalingDecision.ts, ScalingDecision.desired)
-                    .where(ScalingDecision.deployment_id == deployment_id, ScalingDecision.ts >= since)
+                    select(ScalingDecision.deployment_id, ScalingDecision.ts, ScalingDecision.desired)
+                    .where(
+                        ScalingDecision.deployment_id.in_(list(windows)),
+                        ScalingDecision.ts >= datetime.fromtimestamp(now - longest, UTC),
+                    )
                     .order_by(ScalingDecision.ts)
                 ).all()
-        except (SQLAlchemyError, LookupError, ValueError):
-            return DecisionState()
-        return DecisionState(recommendations=tuple((ts.timestamp(), desired) for ts, desired in rows))
-
-    def _sync_runtimes(self) -> None:
-        names = {row.name for row in self._rows}
-        for name in list(self.runtimes):
-            if name not in names:
-                self._release(name, "deleted")
+        except SQLAlchemyError:
+            return {}
+        kept: dict[int, list[tuple[float, int]]] = {}
+        for deployment_id, ts, desired in rows:
+            at = ts.timestamp()
+            if at >= now - windows.get(deployment_id, 0.0):
+                kept.setdefault(deployment_id, []).append((at, desired))
+        return {d: DecisionState(recommendations=tuple(history)) for d, history in kept.items()}
 
     def _release(self, name: str, why: str) -> None:
         runtime = self.runtimes.get(name)

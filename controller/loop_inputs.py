@@ -103,7 +103,9 @@ class InputReader:
             return
         with self.sessions() as session:
             self._refresh_policies(session, ids)
-            self._overrides = self._active_overrides(session, ids, now)
+            overrides = self._active_overrides(session, ids, now)
+            for deployment_id in ids:  # a refresh of some deployments keeps the others' overrides
+                self._overrides[deployment_id] = overrides.get(deployment_id, [])
             self._refresh_forecasts(session, ids)
             self._refresh_startups(session, ids, now)
         self._known.update(ids)
