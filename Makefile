@@ -34,7 +34,7 @@ bench-store: venv
 
 bench-fleet: venv
 	scripts/ensure-system.sh
-	$(BIN)/python -m benchmarks.fleet_bench --deployments 1000 --controllers 1 2 --sweep 3000,5000,8000
+	$(BIN)/python -m benchmarks.fleet_bench --deployments 1000 --controllers 1 2 --sweep 2000,3000,4000,5000
 
 # KServe pins its own FastAPI, uvicorn and protobuf: its baseline server runs from a virtualenv of its own.
 .venv-kserve/.installed:

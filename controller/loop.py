@@ -284,7 +284,9 @@ class ReconcileLoop:
         """About once a second (and whenever the buckets held change): read the deployment list, build runtimes
         for the owned deployments that have none (their states in one query), release the others."""
         held = frozenset(owned) if owned is not None else None
-        stale = now - self._rows_read_at >= DEPLOYMENTS_REFRESH_S or now < self._rows_read_at
+        # Read the list about once a second, less often for a large fleet (reading it costs what it holds).
+        every_s = max(DEPLOYMENTS_REFRESH_S, len(self._rows) / 1000)
+        stale = now - self._rows_read_at >= every_s or now < self._rows_read_at
         if not stale and held == self._synced_buckets:
             return
         if stale:

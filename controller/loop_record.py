@@ -55,6 +55,7 @@ class Recorder:
         self.fenced = fenced
         self.postgres = engine.dialect.name == "postgresql"
         self._written: dict[int, tuple[tuple[Any, ...], float]] = {}  # deployment -> (status values, when)
+        self._upserts: dict[tuple[str, ...], Any] = {}
 
     def write(self, outcomes: list[Outcome]) -> set[int]:
         live = [o for o in outcomes if not o.fenced]
@@ -136,15 +137,23 @@ class Recorder:
                 self._written[deployment_id] = (values, at)
         if not latest:
             return
-        upsert = (pg_insert if self.postgres else sqlite_insert)(DeploymentStatus)
-        # Rows with and without a decision carry different columns: write each shape on its own.
+        # Rows with and without a decision carry different columns: write each shape on its own, as one cached
+        # statement executed for many rows (compiling a statement with the rows' values in it costs more).
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in latest.values():
             shapes.setdefault(tuple(sorted(row)), []).append(row)
         for columns, rows in shapes.items():
-            statement = upsert.values(rows)
-            updated = {c: statement.excluded[c] for c in columns if c != "deployment_id"}
-            connection.execute(statement.on_conflict_do_update(index_elements=["deployment_id"], set_=updated))
+            connection.execute(self._upsert(columns), rows)
+
+    def _upsert(self, columns: tuple[str, ...]) -> Any:
+        statement = self._upserts.get(columns)
+        if statement is None:
+            insert_ = (pg_insert if self.postgres else sqlite_insert)(DeploymentStatus)
+            updated = {c: insert_.excluded[c] for c in columns if c != "deployment_id"}
+            statement = self._upserts[columns] = insert_.on_conflict_do_update(
+                index_elements=["deployment_id"], set_=updated
+            )
+        return statement
 
 
 def _deciding_reason(decision: Decision) -> str:
