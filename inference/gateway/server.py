@@ -23,6 +23,7 @@ from inference.gateway.health import probe_ready
 from inference.gateway.registry import ReplicaRecord, read_registry, write_gateway_load
 from inference.gateway.stats import ReplicaGauges, TrafficStats, render_prometheus
 from inference.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
+from inference.httplimits import BODY, HEAD, IDLE, HttpLimits, RequestRejected, rejection
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,12 @@ class GatewayConfig:
     registry_poll_s: float = 0.2
     metrics_flush_interval_s: float = 5.0
     retry_after_s: int = 1
+    max_body_bytes: int = 4 * 1024 * 1024  # the replicas' limit (PREWARM_REPLICA_MAX_BODY_BYTES): larger gets 413 here
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
+    grpc_port: int | None = None  # serve the V2 gRPC service here too (0: any free port); None: no gRPC
+
+
+_LOCAL_PATHS = frozenset({b"/metrics", b"/v2/health/live", b"/v2/health/ready"})  # answered by the gateway itself
 
 
 @dataclass
@@ -64,6 +71,8 @@ class _Request:
     body: bytes
     keep_alive: bool
     http_minor: int = 1
+    too_large: bool = False
+    rejected: RequestRejected | None = None  # not a request: the error to answer in its turn, then close
 
 
 @dataclass
@@ -120,6 +129,7 @@ class Gateway:
             )
         self._tasks.append(asyncio.create_task(self._health_loop()))
         self._tasks.append(asyncio.create_task(self._second_loop()))
+        self._tasks.append(asyncio.create_task(self._timeouts_loop()))
         if self.batch_writer is not None:
             self._tasks.append(asyncio.create_task(self._flush_loop()))
         log.info("gateway for %s listening on %s", self.config.deployment, self.address)
@@ -160,13 +170,18 @@ class Gateway:
     # request path
     async def handle(self, request: _Request) -> _Response:
         path = request.url.split(b"?", 1)[0]
-        if request.method == b"GET":
+        if path in _LOCAL_PATHS:
+            if request.method not in (b"GET", b"HEAD"):
+                response = _local_response(405, _error_body(f"{path.decode()} answers GET and HEAD only"))
+                response.headers.append((b"allow", b"GET, HEAD"))
+                return response
             if path == b"/metrics":
                 return _local_response(200, self.render_metrics().encode(), b"text/plain; version=0.0.4")
             if path == b"/v2/health/live":
                 return _local_response(200, b"")
-            if path == b"/v2/health/ready":
-                return _local_response(200 if self.balancer.routable() else 503, b"")
+            return _local_response(200 if self.balancer.routable() else 503, b"")
+        if request.too_large:
+            return _local_response(413, _error_body(f"body exceeds the limit of {self.config.max_body_bytes} bytes"))
         return await self.forward(request)
 
     async def forward(self, request: _Request) -> _Response:
@@ -342,6 +357,14 @@ class Gateway:
         if self.batch_writer is not None:
             self.batch_writer.add(second_to_points(self.config.deployment, summary, usage))
 
+    async def _timeouts_loop(self) -> None:
+        """Slow clients get 408 and idle keep-alive connections are closed (inference.httplimits)."""
+        while True:
+            await asyncio.sleep(min(1.0, self.config.http_limits.header_timeout_s / 4))
+            now = time.monotonic()
+            for connection in list(self._active_connections):
+                connection.check_timeouts(now)
+
     async def _flush_loop(self) -> None:
         assert self.batch_writer is not None
         while True:
@@ -360,7 +383,8 @@ class Gateway:
 
 
 def _serialise_request(request: _Request) -> bytes:
-    lines = [request.method + b" " + request.url + b" HTTP/1.1", b"host: replica"]
+    method = b"GET" if request.method == b"HEAD" else request.method  # the head of the GET answer is relayed
+    lines = [method + b" " + request.url + b" HTTP/1.1", b"host: replica"]
     lines.extend(name + b": " + value for name, value in request.headers if name.lower() not in _HOP_BY_HOP)
     lines.append(b"content-length: " + str(len(request.body)).encode())
     return b"\r\n".join(lines) + b"\r\n\r\n" + request.body
@@ -371,7 +395,7 @@ def _relay(upstream_response: UpstreamResponse) -> _Response:
     return _Response(upstream_response.status, headers, upstream_response.body)
 
 
-def _serialise_response(response: _Response, keep_alive: bool) -> bytes:
+def _serialise_response(response: _Response, keep_alive: bool, head_only: bool = False) -> bytes:
     try:
         reason = HTTPStatus(response.status).phrase.encode()
     except ValueError:
@@ -381,24 +405,30 @@ def _serialise_response(response: _Response, keep_alive: bool) -> bytes:
     lines.append(b"content-length: " + str(len(response.body)).encode())
     if not keep_alive:
         lines.append(b"connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + response.body
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else response.body)
 
 
 class _ClientConnection(asyncio.Protocol):
-    """One client connection: parses requests, answers them in order (pipelining-safe)."""
-
-    MAX_PIPELINED = 32
+    """One client connection: parses requests within the HTTP limits, answers them in order (pipelining-safe)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.limits = gateway.config.http_limits
+        self.max_body_bytes = gateway.config.max_body_bytes
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
         self._body: list[bytes] = []
+        self._size = 0
+        self._too_large = False
         self._pending: deque[_Request] = deque()
         self._busy = False
         self._closing = False
+        self._paused: set[str] = set()  # why reading is paused: "write", "pipeline", "failed"
+        self._write_paused_since = 0.0
+        self.phase, self.since = HEAD, time.monotonic()  # the parser's state and since when (for the timeouts)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -413,41 +443,108 @@ class _ClientConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def pause_writing(self) -> None:
+        """The client does not read its answers: stop reading its requests until it does."""
+        self._pause("write")
+        self._write_paused_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        self._resume("write")
+
+    def _pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        self._paused.discard(reason)
+        if not self._paused and self.transport is not None and not self._closing:
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            assert self.transport is not None
-            self.transport.write(_serialise_response(_local_response(400, _error_body("bad request")), False))
-            self.close()
+        except httptools.HttpParserError as error:
+            self._fail(rejection(error) or RequestRejected(400, f"malformed HTTP request: {error}"))
 
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._header_bytes = 0
         self._body = []
+        self._size = 0
+        self._too_large = False
+        self.phase, self.since = HEAD, time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self.limits.max_request_line_bytes:
+            self.limits.check_url(self._url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self.limits.max_header_bytes or len(self._headers) > self.limits.max_headers:
+            self.limits.check_headers(len(self._headers), self._header_bytes)
+        if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+            self._too_large = True
+
+    def on_headers_complete(self) -> None:
+        self.phase, self.since = BODY, time.monotonic()
+        if self.transport is not None and (b"expect", b"100-continue") in self._headers and not self._too_large:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if self._too_large:
+            return
+        self._size += len(body)
+        if self._size > self.max_body_bytes:
+            self._too_large = True
+            self._body = []
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.phase, self.since = IDLE, time.monotonic()
         request = _Request(
             self.parser.get_method(),
             self._url,
             self._headers,
             b"".join(self._body),
             self.parser.should_keep_alive(),
+            too_large=self._too_large,
         )
         self._pending.append(request)
-        if len(self._pending) > self.MAX_PIPELINED and self.transport is not None:
-            self.transport.pause_reading()
+        if len(self._pending) >= self.limits.max_pipelined:
+            self._pause("pipeline")
         if not self._busy:
             self._next()
+
+    def _fail(self, rejected: RequestRejected) -> None:
+        """The client broke the protocol or a limit: answer after the responses it is owed, then close."""
+        if "failed" in self._paused:
+            return
+        self._pause("failed")  # the parser is unusable now; read nothing more
+        self._pending.append(_Request(b"", b"", [], b"", False, rejected=rejected))
+        if not self._busy:
+            self._next()
+
+    def check_timeouts(self, now: float) -> None:
+        """Answer 408 to a client too slow with its head or body, close a keep-alive connection idle too long."""
+        if self.transport is None or self._closing:
+            return
+        if "write" in self._paused and now - self._write_paused_since > self.limits.keepalive_timeout_s:
+            log.info("closing a connection whose client has not read its responses for a while")
+            self.transport.abort()
+            return
+        if self._busy or self._pending or self._paused:
+            return  # the gateway has work for this connection (or stopped reading it): not the client's delay
+        rejected = self.limits.expired(self.phase, self.since, now)
+        if rejected is not None:
+            if rejected.status:
+                log.info("closing a connection: %s", rejected)
+            self._fail(rejected)
 
     def _next(self) -> None:
         if self._closing or not self._pending:
@@ -455,6 +552,13 @@ class _ClientConnection(asyncio.Protocol):
             return
         self._busy = True
         request = self._pending.popleft()
+        rejected = request.rejected
+        if rejected is not None:
+            if rejected.status and self.transport is not None:
+                response = _local_response(rejected.status, _error_body(str(rejected)))
+                self.transport.write(_serialise_response(response, keep_alive=False))
+            self.close()
+            return
         task = asyncio.get_running_loop().create_task(self.gateway.handle(request))
         task.add_done_callback(lambda done: self._respond(done, request))
 
@@ -468,10 +572,10 @@ class _ClientConnection(asyncio.Protocol):
             response = _local_response(500, _error_body("gateway error"))
         else:
             response = task.result()
-        self.transport.write(_serialise_response(response, request.keep_alive))
+        self.transport.write(_serialise_response(response, request.keep_alive, request.method == b"HEAD"))
         if not request.keep_alive:
             self.close()
             return
-        if len(self._pending) <= self.MAX_PIPELINED:
-            self.transport.resume_reading()
+        if "pipeline" in self._paused and len(self._pending) < self.limits.max_pipelined:
+            self._resume("pipeline")
         self._next()
