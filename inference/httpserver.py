@@ -33,7 +33,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from inference.app import ReplicaApp
+from inference.app import ReplicaApp, response_headers
 from inference.config import CONFIG_ENV, ReplicaConfig
 from inference.httplimits import BODY, HEAD, IDLE, RequestRejected, rejection, with_head
 
@@ -195,8 +195,10 @@ class HttpProtocol(asyncio.Protocol):
             and parser.get_method() == b"POST"
         ):  # the hot path: answered right here
             started = time.perf_counter()
-            status, payload = app.infer_sync(body, self.header_length)
-            self._write(status, payload, parser.should_keep_alive())
+            status, payload, json_length = app.infer_sync(body, self.header_length)
+            self._write(
+                status, payload, parser.should_keep_alive(), None if json_length is None else response_headers(json_length)
+            )
             app.metrics.record(status, time.perf_counter() - started)
             return
         request = _Request(
@@ -229,11 +231,14 @@ class HttpProtocol(asyncio.Protocol):
             and not app.service_time_s
         ):
             started = time.perf_counter()
+            json_length = None
             if request.too_large:
                 status, payload = 413, _too_large(self.limit)
             else:
-                status, payload = app.infer_sync(request.body, request.header_length)
-            self._write(status, payload, request.keep_alive)
+                status, payload, json_length = app.infer_sync(request.body, request.header_length)
+            self._write(
+                status, payload, request.keep_alive, None if json_length is None else response_headers(json_length)
+            )
             app.record(status, started)
             return
         if request.too_large:
@@ -400,6 +405,7 @@ async def serve_app(app: ReplicaApp, sock: socket.socket) -> None:
     state = ServerState()
     server = await loop.create_server(lambda: HttpProtocol(app, state), sock=sock, backlog=4096)
     await app.startup()
+    await app.start_grpc()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -418,6 +424,7 @@ async def serve_app(app: ReplicaApp, sock: socket.socket) -> None:
     logger.info("worker %d draining %d connection(s)", os.getpid(), len(state.connections))
     server.close()
     state.draining = True
+    grpc_drained = loop.create_task(app.stop_grpc(app.config.graceful_timeout_s))  # drains alongside HTTP
     for connection in list(state.connections):
         connection.shutdown()
     deadline = time.monotonic() + app.config.graceful_timeout_s
@@ -426,6 +433,7 @@ async def serve_app(app: ReplicaApp, sock: socket.socket) -> None:
     for connection in list(state.connections):  # past the grace period
         if connection.transport is not None:
             connection.transport.abort()
+    await grpc_drained
     await app.shutdown()
 
 
@@ -461,9 +469,35 @@ def serve(config: ReplicaConfig) -> int:
     """Run one replica: in this process with one worker, else a supervisor and ``workers`` processes."""
     sock = listening_socket(config.host, config.port)
     if config.workers <= 1:
-        _run_worker(config, sock)
+        try:
+            _run_worker(config, sock)
+        except OSError as error:
+            logger.error("%s", error)
+            return 2
         return 0
-    return _supervise(config, sock)
+    try:
+        reservation = reserve_grpc_port(config.host, config.grpc_port) if config.grpc_port else None
+    except OSError as error:
+        logger.error("gRPC port %d is taken: %s", config.grpc_port, error)
+        return 2
+    try:
+        return _supervise(config, sock)
+    finally:
+        if reservation is not None:
+            reservation.close()
+
+
+def reserve_grpc_port(host: str, port: int) -> socket.socket:
+    """Hold the gRPC port for the workers, which each listen on it with SO_REUSEPORT (the kernel spreads new
+    connections over them). The port must be free first (a plain bind), so that a second replica given the same
+    port fails instead of joining the group; the bound, non-listening socket kept here then keeps it ours."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, port))
+    reservation = socket.socket(family, socket.SOCK_STREAM)
+    reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    reservation.bind((host, port))
+    return reservation
 
 
 def _supervise(config: ReplicaConfig, sock: socket.socket) -> int:
