@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=settings.replica_max_body_bytes,
         http_limits=HttpLimits.from_settings(settings),
         grpc_port=grpc_port or None,
+        grpc_host=host,  # gRPC is served by the gateway itself, also in front of nginx (docs/gateway.md)
     )
     writer = None if args.no_store else BatchWriter(store_writer(settings.database_url))
 

@@ -19,6 +19,7 @@ import httptools
 
 from inference.gateway.balancer import Balancer, NoReplicaReady, QueueFull, QueueTimeout
 from inference.gateway.collector import BatchWriter, ReplicaUsageSampler, second_to_points
+from inference.gateway.grpcproxy import GrpcProxy
 from inference.gateway.health import probe_ready
 from inference.gateway.registry import ReplicaRecord, read_registry, write_gateway_load
 from inference.gateway.stats import ReplicaGauges, TrafficStats, render_prometheus
@@ -43,7 +44,7 @@ class GatewayConfig:
     registry_dir: Path | None = None  # where the backend publishes replicas.json; None: static upstreams only
     static_upstreams: tuple[
         str, ...
-    ] = ()  # "host:port" replicas not managed by a backend (benchmarks, tests)
+    ] = ()  # "host:port" or "host:port/grpc_port": replicas not managed by a backend (benchmarks, tests)
     max_in_flight_per_replica: int = 64
     queue_capacity: int = 1024
     queue_timeout_s: float = 10.0
@@ -58,6 +59,7 @@ class GatewayConfig:
     max_body_bytes: int = 4 * 1024 * 1024  # the replicas' limit (PREWARM_REPLICA_MAX_BODY_BYTES): larger gets 413 here
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     grpc_port: int | None = None  # serve the V2 gRPC service here too (0: any free port); None: no gRPC
+    grpc_host: str | None = None  # where gRPC listens; None: ``host`` (differs behind nginx, which carries HTTP only)
 
 
 _LOCAL_PATHS = frozenset({b"/metrics", b"/v2/health/live", b"/v2/health/ready"})  # answered by the gateway itself
@@ -108,9 +110,13 @@ class Gateway:
         self._published_load: dict[str, int] | None = None
         self._active_connections: set[_ClientConnection] = set()
         self.in_flight_override: int | None = None  # set when nginx carries the traffic (see nginx.py)
+        self.grpc_proxy: GrpcProxy | None = None
         for index, address in enumerate(config.static_upstreams):
+            address, _, grpc_port = address.partition("/")
             host, _, port = address.rpartition(":")
-            self.balancer.upstreams[f"static-{index}"] = Upstream(f"static-{index}", host, int(port))
+            self.balancer.upstreams[f"static-{index}"] = Upstream(
+                f"static-{index}", host, int(port), grpc_port=int(grpc_port) if grpc_port else None
+            )
 
     # lifecycle
     async def start(self) -> None:
@@ -122,6 +128,9 @@ class Gateway:
             backlog=2048,
             reuse_address=True,
         )
+        if self.config.grpc_port is not None:
+            self.grpc_proxy = GrpcProxy(self)
+            await self.grpc_proxy.start(self.config.grpc_host or self.config.host, self.config.grpc_port)
         if self.config.registry_dir is not None:
             self.poll_registry()
             self._tasks.append(
@@ -135,6 +144,12 @@ class Gateway:
         log.info("gateway for %s listening on %s", self.config.deployment, self.address)
 
     @property
+    def grpc_address(self) -> str | None:
+        """host:port of the gRPC service, if it is on."""
+        host = self.config.grpc_host or self.config.host
+        return None if self.grpc_proxy is None else f"{host}:{self.grpc_proxy.port}"
+
+    @property
     def address(self) -> str:
         assert self._server is not None
         host, port = self._server.sockets[0].getsockname()[:2]
@@ -144,6 +159,9 @@ class Gateway:
         """Stop accepting, let in-flight requests finish (bounded), flush metrics."""
         if self._server is not None:
             self._server.close()
+        grpc_drained = (
+            asyncio.create_task(self.grpc_proxy.stop(drain_timeout_s)) if self.grpc_proxy is not None else None
+        )
         deadline = time.monotonic() + drain_timeout_s
         while self.balancer.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -154,6 +172,8 @@ class Gateway:
                 await task
         for connection in list(self._active_connections):
             connection.close()
+        if grpc_drained is not None:
+            await grpc_drained
         for upstream in self.balancer.upstreams.values():
             upstream.abort_all()
         self._close_second(float(int(time.time())))  # the partial second: no request goes uncounted
@@ -284,9 +304,10 @@ class Gateway:
             seen.add(record.replica_id)
             existing = upstreams.get(record.replica_id)
             if record.state == "ready":
-                if existing is None or (existing.host, existing.port) != (record.host, record.port):
+                address = (record.host, record.port, record.grpc_port)
+                if existing is None or (existing.host, existing.port, existing.grpc_port) != address:
                     upstreams[record.replica_id] = Upstream(
-                        record.replica_id, record.host, record.port, record.pid
+                        record.replica_id, record.host, record.port, record.pid, record.grpc_port
                     )
                     log.info("routing to replica %s at %s", record.replica_id, record.address)
                     self.balancer.wake()
