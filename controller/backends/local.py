@@ -68,6 +68,7 @@ class LocalBackendConfig:
     drain_s: float = 0.5  # after leaving the registry: time for the gateway to stop routing to it
     drain_timeout_s: float = 10.0  # longest wait for in-flight work before SIGTERM
     stop_timeout_s: float = 10.0  # SIGTERM to SIGKILL
+    grpc: bool = False  # the default command also serves V2 gRPC on a free port, published for the gateway
     restart_backoff_s: float = (
         0.0  # wait before replacing a failed replica (grows x2 per quick failure, max 10 s)
     )
@@ -81,7 +82,7 @@ class LocalBackendConfig:
     def command_template(self) -> tuple[str, ...]:
         return self.command or (
             sys.executable, "-m", "inference", "replica", "--model-repo", "{model_repo}", "--model", "{model}",
-            "--host", "{host}", "--port", "{port}", "--grpc-port", "{grpc_port}",
+            "--host", "{host}", "--port", "{port}", *(("--grpc-port", "{grpc_port}") if self.grpc else ()),
         )  # fmt: skip
 
     @property
