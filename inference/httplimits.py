@@ -5,8 +5,10 @@ The defaults follow the servers these replace or sit beside: a request target of
 ``LimitRequestFields``) and 64 KiB of them in all (between nginx's 4 x 8k and Go's 1 MiB; room for long bearer tokens;
 more gets 431), a head within 10 s of its first byte and a body within 30 s of its head (nginx's and Apache's client
 timeouts are 60 s and 20-40 s; a client on a data-centre network sends a 4 MiB body in well under a second: slower is a
-Slowloris, answered 408 and closed), keep-alive connections idle for 60 s closed, and 16 pipelined requests per
-connection before the server stops reading it. Request smuggling is refused by llhttp itself (httptools): a request
+Slowloris, answered 408 and closed), idle connections closed after 60 s without a response, and 16 pipelined requests
+per connection before the server stops reading it. A connection is idle, new or kept alive, until a request's first
+byte: a client's pooled connection may wait for its first request longer than the head timeout, and an unasked-for
+408 on it would be taken for the answer to the request sent next. Request smuggling is refused by llhttp itself (httptools): a request
 with both Content-Length and Transfer-Encoding, two Content-Length fields, or a Transfer-Encoding not ending in chunked
 is a parse error, answered 400 and closed.
 """
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from prewarm.settings import Settings
 
-IDLE, HEAD, BODY = 0, 1, 2  # where a connection's parser is: between requests, reading a head, reading a body
+IDLE, HEAD, BODY = 0, 1, 2  # where a connection is: no request byte yet (new or between requests), in a head, in a body
 
 
 @dataclass(frozen=True)

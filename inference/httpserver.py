@@ -95,7 +95,9 @@ class HttpProtocol(asyncio.Protocol):
         self.queue: deque[_Request] = deque()
         self.busy = False  # an ASGI request of this connection is running
         self.paused: set[str] = set()  # why reading is paused: "write" (client not reading), "pipeline" (queue full)
-        self.phase, self.since = HEAD, time.monotonic()  # the parser's state and since when (for the timeouts)
+        # where the parser is and since when, for the timeouts: a connection is idle (keep-alive timeout) until a
+        # request's first byte, then reading its head (head timeout), then its body (body timeout)
+        self.phase, self.since = IDLE, time.monotonic()
         self.write_paused_since = 0.0
         self._reset()
 
@@ -300,6 +302,8 @@ class HttpProtocol(asyncio.Protocol):
             self._handle(self.queue.popleft())
         if "pipeline" in self.paused and len(self.queue) < self.limits.max_pipelined:
             self._resume("pipeline")
+        if not self.busy and not self.queue:
+            self.since = time.monotonic()  # the client's time starts once its answers are out (keep-alive from here)
         if self.state.draining and not self.busy and not self.queue and self.transport is not None:
             self.transport.close()
             self.transport = None

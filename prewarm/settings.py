@@ -117,13 +117,15 @@ class Settings(BaseSettings):
         description="Pipelined requests waiting on one connection before the server stops reading from it.",
     )
     http_header_timeout_s: float = Field(
-        default=10.0, gt=0, description="A request's head must arrive within this long (else 408, closed)."
+        default=10.0, gt=0, description="A request's head must arrive within this long of its first byte (else 408, closed)."
     )
     http_body_timeout_s: float = Field(
         default=30.0, gt=0, description="A request's body must arrive within this long after its head (else 408)."
     )
     http_keepalive_timeout_s: float = Field(
-        default=60.0, gt=0, description="Idle keep-alive connections are closed after this long."
+        default=60.0,
+        gt=0,
+        description="Connections with no request under way (new ones too) are closed, without a response, after this long.",
     )
     # Local replicas and gateway (docs/gateway.md)
     replica_service_time_ms: float = Field(

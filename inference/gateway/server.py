@@ -449,7 +449,9 @@ class _ClientConnection(asyncio.Protocol):
         self._closing = False
         self._paused: set[str] = set()  # why reading is paused: "write", "pipeline", "failed"
         self._write_paused_since = 0.0
-        self.phase, self.since = HEAD, time.monotonic()  # the parser's state and since when (for the timeouts)
+        # where the parser is and since when, for the timeouts: a connection is idle (keep-alive timeout) until a
+        # request's first byte, then reading its head (head timeout), then its body (body timeout)
+        self.phase, self.since = IDLE, time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -570,6 +572,7 @@ class _ClientConnection(asyncio.Protocol):
     def _next(self) -> None:
         if self._closing or not self._pending:
             self._busy = False
+            self.since = time.monotonic()  # the client's time starts once its answers are out (keep-alive from here)
             return
         self._busy = True
         request = self._pending.popleft()
