@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test lint readme-results bench bench-store bench-fleet bench-replica bench-gateway bench-forecast bench-simulate venv clean
+.PHONY: demo test lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate venv clean
 
 venv: $(VENV)/.installed
 
@@ -47,6 +47,12 @@ bench-replica: venv .venv-kserve/.installed
 	$(BIN)/pip install -q --no-deps rapidocr-onnxruntime==1.4.4
 	$(BIN)/python -m benchmarks.replica_bench
 
+# gRPC against HTTP on one replica, both shipped models (the compute-bound one from rapidocr's package).
+bench-grpc: venv
+	scripts/ensure-system.sh
+	$(BIN)/pip install -q --no-deps rapidocr-onnxruntime==1.4.4
+	$(BIN)/python -m benchmarks.grpc_bench
+
 bench-gateway: venv
 	scripts/ensure-system.sh
 	$(BIN)/python -m benchmarks.gateway_bench
@@ -64,7 +70,7 @@ bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bench
 	$(BIN)/python -m benchmarks.simulate_bounds
 
-bench: bench-store bench-fleet bench-replica bench-gateway bench-forecast bench-simulate
+bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate
 
 # Re-run the commands named by the result blocks of README.md and docs/ and put their output in place (~15 min).
 readme-results: venv

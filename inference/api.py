@@ -110,7 +110,7 @@ def build_api(replica: ReplicaApp) -> FastAPI:
 
     @api.get("/v2", response_model=ServerMetadata, summary="Server metadata")
     async def server_metadata() -> ServerMetadata:
-        return ServerMetadata(name="prewarm", version="1", extensions=[])
+        return ServerMetadata(name="prewarm", version="1", extensions=["binary_tensor_data"])
 
     @api.get("/v2/health/live", response_model=Liveness, summary="Liveness")
     async def live() -> Liveness:
@@ -185,8 +185,11 @@ def build_api(replica: ReplicaApp) -> FastAPI:
         # Only reached when the hot path did not match (it matches every POST to this model's infer path).
         header = request.headers.get("inference-header-content-length")
         header_length = int(header) if header is not None and header.isdigit() else None
-        status, body = await replica.infer_body(await request.body(), header_length)
-        return _json(status, body)
+        status, body, json_length = await replica.infer_body(await request.body(), header_length)
+        if json_length is None:
+            return _json(status, body)
+        headers = {"inference-header-content-length": str(json_length)}
+        return Response(content=body, status_code=status, media_type="application/octet-stream", headers=headers)
 
     @api.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
     async def metrics() -> Response:

@@ -20,11 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inference.batching import Batcher
 from inference.config import ReplicaConfig
 from inference.metrics import PUBLISH_INTERVAL_S, ReplicaMetrics
 from inference.model import LoadedModel, ModelNotFoundError, load_model, warm_up
 from inference.protocol import (
+    InferRequest,
     InvalidRequestError,
     check_batch_dimension,
     encode_infer_response,
@@ -40,6 +43,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def response_headers(json_length: int | None) -> list[tuple[bytes, bytes]]:
+    """Headers of an infer response: JSON, or JSON followed by binary outputs (the binary tensor extension)."""
+    if json_length is None:
+        return JSON_HEADERS
+    return [(b"content-type", b"application/octet-stream"), (b"inference-header-content-length", b"%d" % json_length)]
 
 
 class ClientDisconnectedError(Exception):
@@ -71,6 +81,7 @@ class ReplicaApp:
         self._replica_ready_cached = False
         self.rows_observe = self.metrics.observe_rows
         self._publisher: asyncio.Task[None] | None = None
+        self._grpc_server: Any = None  # grpc.aio.Server when the gRPC service is on
         from inference.api import build_api
 
         self.api = build_api(self)
@@ -84,6 +95,21 @@ class ReplicaApp:
             self._publisher = asyncio.get_running_loop().create_task(
                 self._publish(), name="metrics-publisher"
             )
+
+    async def start_grpc(self) -> None:
+        """Serve the V2 gRPC service on ``config.grpc_port`` (if set) from this worker's event loop."""
+        config = self.config
+        if config.grpc_port and self._grpc_server is None:
+            from inference.v2grpc.service import start_grpc_server
+
+            self._grpc_server = await start_grpc_server(self, config.host, config.grpc_port, config.workers > 1)
+            logger.info("worker %d serving gRPC on %s:%d", os.getpid(), config.host, config.grpc_port)
+
+    async def stop_grpc(self, grace_s: float) -> None:
+        """Refuse new RPCs at once, let those in progress finish for up to ``grace_s``."""
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(grace_s)
+            self._grpc_server = None
 
     async def _publish(self) -> None:
         """With several workers: share this worker's numbers with the one answering the next scrape."""
@@ -175,56 +201,75 @@ class ReplicaApp:
         return self._replica_ready_cached
 
     # --- the hot path --------------------------------------------------------------------------------------
-    def _not_ready(self) -> tuple[int, bytes]:
+    def not_ready_message(self) -> str:
         reason = f"failed to load: {self.failed}" if self.failed else "warming up"
-        return 503, error_body(f"model {self.config.model!r} is not ready ({reason})")
+        return f"model {self.config.model!r} is not ready ({reason})"
 
-    def infer_sync(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes]:
-        """Serve one V2 infer body without batching, on the calling thread: (HTTP status, JSON body)."""
+    def _not_ready(self) -> tuple[int, bytes]:
+        return 503, error_body(self.not_ready_message())
+
+    def infer_sync(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes, int | None]:
+        """Serve one V2 infer body without batching, on the calling thread: (HTTP status, body, JSON length).
+
+        The JSON length is None unless binary outputs follow the JSON (send it as Inference-Header-Content-Length).
+        """
         model = self.model
         if not self.ready or model is None:
-            return self._not_ready()
+            return (*self._not_ready(), None)
         try:
             request = parse_infer_request(body, model.inputs, model.outputs, header_length)
             outputs = model.run(request.inputs)
             self.rows_observe(request.rows)
-            return 200, encode_infer_response(model.name, request.id, outputs, model.outputs, request.outputs)
+            return 200, *encode_infer_response(
+                model.name, request.id, outputs, model.outputs, request.outputs, request.binary_outputs
+            )
         except InvalidRequestError as error:
-            return error.status, error_body(str(error))
+            return error.status, error_body(str(error)), None
         except Exception as error:
             logger.exception("inference failed")
-            return 500, error_body(f"inference failed: {type(error).__name__}: {error}")
+            return 500, error_body(f"inference failed: {type(error).__name__}: {error}"), None
 
     @property
     def service_time_s(self) -> float:
         """Extra wall time per inference (``--service-time-ms``), 0 normally."""
         return self.config.service_time_ms / 1000.0
 
-    async def infer_body(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes]:
+    async def infer_body(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes, int | None]:
         """Serve one V2 infer body for this replica's model (through the batcher when batching is on)."""
-        if self.service_time_s > 0:
-            # Emulates a heavier model for demos and tests: the request holds the replica without using CPU.
-            result = await self._infer_unpaced(body, header_length)
-            await asyncio.sleep(self.service_time_s)
-            return result
-        return await self._infer_unpaced(body, header_length)
-
-    async def _infer_unpaced(self, body: bytes, header_length: int | None = None) -> tuple[int, bytes]:
-        if self.batcher is None:
+        if self.batcher is None and not self.service_time_s:
             return self.infer_sync(body, header_length)
-        model = self.model
-        if not self.ready or model is None:
-            return self._not_ready()
         try:
-            request = parse_infer_request(body, model.inputs, model.outputs, header_length)
-            check_batch_dimension(request)
-            outputs = await self.batcher.submit(request.inputs, request.rows)
-            return 200, encode_infer_response(model.name, request.id, outputs, model.outputs, request.outputs)
+            model, request, outputs = await self.run_request(
+                lambda model: parse_infer_request(body, model.inputs, model.outputs, header_length)
+            )
+            return 200, *encode_infer_response(
+                model.name, request.id, outputs, model.outputs, request.outputs, request.binary_outputs
+            )
         except InvalidRequestError as error:
-            return error.status, error_body(str(error))
+            return error.status, error_body(str(error)), None
         except Exception as error:
             logger.exception("inference failed")
-            return 500, error_body(f"inference failed: {type(error).__name__}: {error}")
+            return 500, error_body(f"inference failed: {type(error).__name__}: {error}"), None
+
+    async def run_request(
+        self, parse: Callable[[LoadedModel], InferRequest]
+    ) -> tuple[LoadedModel, InferRequest, dict[str, np.ndarray]]:
+        """Validate a request with ``parse`` and run it as every protocol does: through the batcher when batching is
+        on, then ``--service-time-ms`` of waiting. Raises InvalidRequestError (status 503 while not ready)."""
+        model = self.model
+        if not self.ready or model is None:
+            raise InvalidRequestError(self.not_ready_message(), 503)
+        request = parse(model)
+        if self.batcher is not None:
+            check_batch_dimension(request)
+            outputs = await self.batcher.submit(request.inputs, request.rows)
+        else:
+            outputs = model.run(request.inputs)
+            self.rows_observe(request.rows)
+        if self.service_time_s > 0:
+            # Emulates a heavier model for demos and tests: the request holds the replica without using CPU.
+            await asyncio.sleep(self.service_time_s)
+        return model, request, outputs
 
     def record(self, status: int, started: float) -> None:
         """Count one infer request and its latency (``started`` from ``time.perf_counter``)."""
@@ -268,6 +313,7 @@ class ReplicaApp:
         started = time.perf_counter()
         metrics.in_flight += 1
         try:
+            json_length: int | None = None
             try:
                 body, header_length = await self._read_body(scope, receive)
             except InvalidRequestError as error:
@@ -275,12 +321,12 @@ class ReplicaApp:
             except ClientDisconnectedError:
                 return
             else:
-                status, payload = await self.infer_body(body, header_length)
+                status, payload, json_length = await self.infer_body(body, header_length)
             await send(
                 {
                     "type": "http.response.start",
                     "status": status,
-                    "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+                    "headers": [*response_headers(json_length), (b"content-length", str(len(payload)).encode())],
                 }
             )
             await send({"type": "http.response.body", "body": payload})
@@ -302,8 +348,10 @@ class ReplicaApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.startup()
+                await self.start_grpc()  # under uvicorn; the built-in server starts it itself
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.stop_grpc(self.config.graceful_timeout_s)
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import asdict
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--model-repo", help="folder with one <name>/model.onnx per model (default: setting)")
     parser.add_argument("--model", help="model name = folder name in the repository (default: setting)")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        help="port of the V2 gRPC service (inference.GRPCInferenceService); 0 disables it (default: setting, 0)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--workers", type=int, help="worker processes sharing the port (default: setting)")
     parser.add_argument("--batch-max-size", type=int, help="rows per batch; 1 disables batching")
@@ -45,6 +51,7 @@ def run_replica(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     from inference.config import ReplicaConfig
+    from inference.httplimits import HttpLimits
 
     def pick(value: object, default: object) -> object:
         return default if value is None else value
@@ -64,6 +71,8 @@ def run_replica(args: argparse.Namespace) -> int:
         server=str(pick(args.server, settings.replica_server)),
         service_time_ms=float(pick(args.service_time_ms, settings.replica_service_time_ms)),  # type: ignore[arg-type]
         process_start_ts=psutil.Process().create_time(),
+        grpc_port=int(pick(args.grpc_port, settings.replica_grpc_port)),  # type: ignore[call-overload]
+        **asdict(HttpLimits.from_settings(settings)),
     )
     from inference.app import check_model_exists
     from inference.model import ModelNotFoundError

@@ -6,6 +6,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from inference.httplimits import HttpLimits
+
 CONFIG_ENV = "_PREWARM_REPLICA_CONFIG"  # JSON of ReplicaConfig, set by the CLI for uvicorn's worker processes
 
 
@@ -28,7 +30,23 @@ class ReplicaConfig:
     server: str = "fast"  # "fast" (inference.httpserver) or "uvicorn"
     ready_dir: str | None = None  # with several workers: each worker drops a file here once warmed
     service_time_ms: float = 0.0  # demos/tests: every inference also takes this long (waiting, not computing)
+    grpc_port: int = 0  # the Open Inference Protocol's gRPC service; 0: off
+    # HTTP limits (inference/httplimits.py): flat here so that the config travels to worker processes as JSON
+    max_request_line_bytes: int = 8192
+    max_headers: int = 100
+    max_header_bytes: int = 65536
+    max_pipelined: int = 16
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def http_limits(self) -> HttpLimits:
+        return HttpLimits(
+            self.max_request_line_bytes, self.max_headers, self.max_header_bytes, self.max_pipelined,
+            self.header_timeout_s, self.body_timeout_s, self.keepalive_timeout_s,
+        )  # fmt: skip
 
     @property
     def batching(self) -> bool:

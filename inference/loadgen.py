@@ -2,8 +2,14 @@
 
 Latency is counted from the *intended* send time, so a slow server shows up as queueing (no coordinated
 omission). Raw asyncio sockets over keep-alive HTTP/1.1 connections, one request per connection at a time; a
-request whose time has come waits for a free connection (that wait is part of its latency). Reusable by the gateway
-benchmark and the demo:
+request whose time has come waits for a free connection (that wait is part of its latency).
+
+Like any HTTP client with a connection pool, it expects a server to close keep-alive connections that sit idle (a
+keep-alive timeout): a connection closed while idle is replaced, and a request that went out on a connection that
+had been idle, which the server then closed without a byte of answer, is sent once more on a new connection (the
+server closed it as idle just as the request left; the requests are inference, safe to repeat). Those repeats are
+counted (``LoadResult.retried``); any other failure counts as one, and so does a repeat that fails again. Reusable by
+the gateway benchmark and the demo:
 
     result = run_open_loop("http://127.0.0.1:8000/v2/models/digits_mlp/infer", body, [RateStep(10, 1000)])
     print(result.summary())
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 from collections import deque
@@ -51,22 +58,26 @@ class LoadSummary:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    retried: int = 0  # requests sent again after the server closed an idle connection just as they left on it
 
     def row(self) -> str:
         return (
             f"offered {self.offered_rps:8.0f}/s  achieved {self.achieved_rps:8.0f}/s  ok {self.ok:7d}  "
             f"errors {self.errors:5d}  p50 {self.p50_ms:8.2f} ms  p95 {self.p95_ms:8.2f} ms  p99 {self.p99_ms:8.2f} ms"
+            + (f"  retried {self.retried}" if self.retried else "")
         )
 
 
 @dataclass(frozen=True)
 class LoadResult:
-    """Per request: intended send time (s from start), latency (s; NaN when it failed) and HTTP status (0 = none)."""
+    """Per request: intended send time (s from start), latency (s; NaN when it failed) and HTTP status (0 = none);
+    ``retried``: how many were sent a second time because the idle connection they left on was closed unanswered."""
 
     intended_s: np.ndarray
     latency_s: np.ndarray
     status: np.ndarray
     duration_s: float
+    retried: int = 0
 
     def summary(self) -> LoadSummary:
         ok = self.status == 200
@@ -77,7 +88,8 @@ class LoadResult:
         def pct(q: float) -> float:
             if latencies_ms.size == 0:
                 return math.nan
-            value = float(np.percentile(latencies_ms, q))
+            with np.errstate(invalid="ignore"):  # inf - inf between two failed requests
+                value = float(np.percentile(latencies_ms, q))
             return value if math.isfinite(value) else math.inf
 
         sent = int(self.intended_s.size)
@@ -91,6 +103,7 @@ class LoadResult:
             p95_ms=pct(95),
             p99_ms=pct(99),
             max_ms=float(finite.max()) if finite.size else math.nan,
+            retried=self.retried,
         )
 
 
@@ -104,26 +117,30 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.index = -1  # request in progress, -1 when idle
         self.deadline = 0.0
-        self.closed = asyncio.get_running_loop().create_future()
+        self.was_idle = False  # the request in progress went out on a connection that had been waiting idle
+        self.timed_out = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        if self.index >= 0:
-            self.run.finish(self, self.index, 0)
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self.run.lost(self)
 
-    def send(self, index: int) -> None:
+    def send(self, index: int, was_idle: bool) -> None:
         assert self.transport is not None
-        self.index = index
+        self.index, self.was_idle = index, was_idle
         self.deadline = perf_counter() + self.run.timeout_s
         self.transport.write(self.run.request)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if self.index < 0:
+            # Bytes no request asked for (say a 408 sent to an idle connection): this connection is out of step.
+            logger.info("closing a connection on which the server sent %d unrequested bytes", len(self.buffer))
+            self.buffer.clear()
+            self._close()
+            return
         while self.index >= 0:
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
@@ -144,10 +161,15 @@ class _Connection(asyncio.Protocol):
             status = int(head[9:12])
             del self.buffer[:total]
             request_index, self.index = self.index, -1
+            if b"\r\nconnection: close" in head:
+                self._close()  # before finish(), which would hand it the next request
             self.run.finish(self, request_index, status)
-            if b"\r\nconnection: close" in head and self.transport is not None:
-                self.transport.close()
-                return
+
+    def _close(self) -> None:
+        """Close (connection_lost follows and replaces it); from now on it takes no request."""
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
 
 
 def _chunked_end(buffer: bytearray, start: int) -> int:
@@ -181,50 +203,79 @@ class _Run:
         self.done = 0
         self.t0 = 0.0
         self.opening = 0
+        self.resent = np.zeros(len(intended_s), dtype=bool)
+        self.retried = 0
+        self.stopping = False  # the run is over: closed connections are not replaced
 
     def submit(self, index: int) -> None:
         while self.idle:
             connection = self.idle.popleft()
             if connection.transport is not None:
                 self.busy.add(connection)
-                connection.send(index)
+                connection.send(index, was_idle=True)
                 return
         self.pending.append(index)
 
-    def finish(self, connection: _Connection, index: int, status: int) -> None:
+    def record(self, index: int, status: int) -> None:
         self.status[index] = status
         if status:
             self.latency_s[index] = perf_counter() - (self.t0 + self.intended_s[index])
         self.done += 1
+
+    def finish(self, connection: _Connection, index: int, status: int) -> None:
+        """Record a response and hand the connection the next pending request, or keep it idle."""
+        self.record(index, status)
         self.busy.discard(connection)
         if connection.transport is None:
-            self.reopen()
-            return
+            return  # closing: connection_lost replaces it
         if self.pending:
             self.busy.add(connection)
-            connection.send(self.pending.popleft())
+            connection.send(self.pending.popleft(), was_idle=False)
         else:
             self.idle.append(connection)
 
-    def reopen(self) -> None:
-        self.opening += 1
-        asyncio.get_running_loop().create_task(self._reopen())
+    def lost(self, connection: _Connection) -> None:
+        """A connection closed: fail (or send again) its request, and open another in its place."""
+        self.busy.discard(connection)
+        with contextlib.suppress(ValueError):
+            self.idle.remove(connection)
+        index, connection.index = connection.index, -1
+        again = None
+        if index >= 0:
+            if connection.was_idle and not connection.buffer and not connection.timed_out and not self.resent[index]:
+                self.resent[index] = True  # the server closed it as idle as the request left: send it again, once
+                self.retried += 1
+                again = index
+            else:
+                self.record(index, 0)
+        if not self.stopping:
+            self.reopen(again)
 
-    async def _reopen(self) -> None:
+    def reopen(self, first: int | None = None) -> None:
+        self.opening += 1
+        asyncio.get_running_loop().create_task(self._reopen(first))
+
+    async def _reopen(self, first: int | None) -> None:
         try:
-            await self.open_one()
+            await self.open_one(first)
         except OSError:
+            if first is not None:
+                self.record(first, 0)  # the server is gone: that request failed
             await asyncio.sleep(0.05)
-            self.reopen()
+            if not self.stopping:
+                self.reopen()
         finally:
             self.opening -= 1
 
-    async def open_one(self) -> None:
+    async def open_one(self, first: int | None = None) -> None:
+        """Open a connection; send ``first`` on it, else the oldest pending request, else keep it idle."""
         loop = asyncio.get_running_loop()
         _, connection = await loop.create_connection(lambda: _Connection(self), self.host, self.port)
-        if self.pending:
+        if first is None and self.pending:
+            first = self.pending.popleft()
+        if first is not None:
             self.busy.add(connection)
-            connection.send(self.pending.popleft())
+            connection.send(first, was_idle=False)
         else:
             self.idle.append(connection)
 
@@ -232,6 +283,7 @@ class _Run:
         """Close connections whose request ran past the timeout (the request counts as failed)."""
         for connection in [c for c in self.busy if c.index >= 0 and c.deadline < now]:
             if connection.transport is not None:
+                connection.timed_out = True
                 connection.transport.abort()
 
 
@@ -299,10 +351,11 @@ async def open_loop(
         await asyncio.sleep(0.01)
     if run.done < total:
         logger.warning("%d requests unanswered at the end of the run", total - run.done)
+    run.stopping = True
     for connection in [*run.idle, *run.busy]:
         if connection.transport is not None:
             connection.transport.close()
-    return LoadResult(run.intended_s, run.latency_s, run.status, duration_s)
+    return LoadResult(run.intended_s, run.latency_s, run.status, duration_s, run.retried)
 
 
 def run_open_loop(

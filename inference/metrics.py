@@ -37,9 +37,12 @@ class ReplicaMetrics:
         self.model = model
         self.root_pid = root_pid or int(os.environ.get(ROOT_PID_ENV, os.getpid()))
         self.metrics_dir = metrics_dir if metrics_dir is not None else os.environ.get(METRICS_DIR_ENV)
-        self.requests: dict[int, int] = {}  # infer requests by HTTP status
+        self.requests: dict[int, int] = {}  # HTTP infer requests by status
         self.latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)  # last: +Inf
         self.latency_sum_s = 0.0
+        self.grpc_requests: dict[int, int] = {}  # gRPC infer requests by the HTTP status their gRPC code stands for
+        self.grpc_latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.grpc_latency_sum_s = 0.0
         self.batch_counts = [0] * (len(BATCH_BUCKETS) + 1)
         self.batch_rows = 0
         self.in_flight = 0
@@ -57,6 +60,12 @@ class ReplicaMetrics:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         self.latency_sum_s += seconds
 
+    def record_grpc(self, status: int, seconds: float) -> None:
+        """One gRPC ModelInfer answered with the gRPC code that stands for HTTP ``status`` after ``seconds``."""
+        self.grpc_requests[status] = self.grpc_requests.get(status, 0) + 1
+        self.grpc_latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.grpc_latency_sum_s += seconds
+
     def observe_rows(self, rows: int) -> None:
         """One onnxruntime run over ``rows`` rows."""
         self.batch_counts[bisect.bisect_left(BATCH_BUCKETS, rows)] += 1
@@ -71,6 +80,9 @@ class ReplicaMetrics:
             "requests": {str(status): count for status, count in self.requests.items()},
             "latency_counts": self.latency_counts,
             "latency_sum_s": self.latency_sum_s,
+            "grpc_requests": {str(status): count for status, count in self.grpc_requests.items()},
+            "grpc_latency_counts": self.grpc_latency_counts,
+            "grpc_latency_sum_s": self.grpc_latency_sum_s,
             "batch_counts": self.batch_counts,
             "batch_rows": self.batch_rows,
             "in_flight": self.in_flight,
@@ -119,14 +131,20 @@ def _sum_lists(lists: list[list[int]]) -> list[int]:
 
 
 def _histogram(
-    name: str, documentation: str, bounds: tuple[float, ...], counts: list[int], total: float
+    name: str,
+    documentation: str,
+    bounds: tuple[float, ...],
+    series: dict[tuple[str, ...], tuple[list[int], float]],
+    labels: tuple[str, ...] = (),
 ) -> HistogramMetricFamily:
-    cumulative, buckets = 0, []
-    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
-        cumulative += count
-        buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
-    family = HistogramMetricFamily(name, documentation)
-    family.add_metric([], buckets, total)
+    """One histogram family; ``series`` maps label values to (bucket counts, sum)."""
+    family = HistogramMetricFamily(name, documentation, labels=list(labels) or None)
+    for label_values, (counts, total) in series.items():
+        cumulative, buckets = 0, []
+        for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+        family.add_metric(list(label_values), buckets, total)
     return family
 
 
@@ -141,29 +159,40 @@ class _Families(Collector):
         live = [snapshot for snapshot in snapshots if snapshot.get("alive", True)]
         requests = CounterMetricFamily(
             "prewarm_replica_requests",
-            "Requests served, by endpoint and HTTP status",
-            labels=["endpoint", "status"],
+            "Infer requests served, by protocol and HTTP status (for gRPC: the status its code stands for)",
+            labels=["endpoint", "protocol", "status"],
         )
-        by_status: dict[str, int] = {}
-        for snapshot in snapshots:
-            for status, count in snapshot["requests"].items():
-                by_status[status] = by_status.get(status, 0) + count
-        for status, count in sorted(by_status.items()):
-            requests.add_metric(["infer", status], count)
+        for protocol, prefix in (("http", ""), ("grpc", "grpc_")):
+            by_status: dict[str, int] = {}
+            for snapshot in snapshots:
+                for status, count in snapshot[f"{prefix}requests"].items():
+                    by_status[status] = by_status.get(status, 0) + count
+            for status, count in sorted(by_status.items()):
+                requests.add_metric(["infer", protocol, status], count)
         yield requests
         yield _histogram(
             "prewarm_replica_request_duration_seconds",
-            "Infer request latency inside the server",
+            "Infer request latency inside the server, by protocol",
             LATENCY_BUCKETS_S,
-            _sum_lists([s["latency_counts"] for s in snapshots]),
-            sum(float(s["latency_sum_s"]) for s in snapshots),
+            {
+                (protocol,): (
+                    _sum_lists([s[f"{prefix}latency_counts"] for s in snapshots]),
+                    sum(float(s[f"{prefix}latency_sum_s"]) for s in snapshots),
+                )
+                for protocol, prefix in (("http", ""), ("grpc", "grpc_"))
+            },
+            ("protocol",),
         )
         yield _histogram(
             "prewarm_replica_batch_size",
             "Rows per onnxruntime run",
             tuple(float(b) for b in BATCH_BUCKETS),
-            _sum_lists([s["batch_counts"] for s in snapshots]),
-            float(sum(int(s["batch_rows"]) for s in snapshots)),
+            {
+                (): (
+                    _sum_lists([s["batch_counts"] for s in snapshots]),
+                    float(sum(int(s["batch_rows"]) for s in snapshots)),
+                )
+            },
         )
         gauges: tuple[tuple[str, str, str, Any, list[dict[str, Any]], list[str]], ...] = (
             ("prewarm_replica_in_flight_requests", "Infer requests being served", "in_flight", sum, live, []),

@@ -30,11 +30,13 @@ class InvalidRequestError(ValueError):
 
 @dataclass(frozen=True)
 class InferRequest:
-    """A validated request: arrays by input name (model dtypes and shapes) and the outputs to return."""
+    """A validated request: arrays by input name (model dtypes and shapes), the outputs to return and which of them
+    go back as raw bytes after the JSON (the binary tensor extension)."""
 
     id: str | None
     inputs: dict[str, np.ndarray]
     outputs: tuple[str, ...] | None
+    binary_outputs: frozenset[str] = frozenset()
 
     @property
     def rows(self) -> int:
@@ -79,14 +81,13 @@ class _BinaryReader:
 _VALID_SHAPES: set[tuple[Any, ...]] = set()  # (input name, model shape, *request shape) already validated
 
 
-def _check_shape(entry: Any, spec: TensorSpec) -> list[int]:
+def check_tensor(datatype: Any, shape: Any, spec: TensorSpec) -> list[int]:
+    """The input's shape if its datatype and shape fit the model's ``spec``; else InvalidRequestError naming it."""
     name = spec.name
-    datatype = entry.get("datatype")
     if datatype != spec.datatype:
         raise InvalidRequestError(
             f"input {name!r}: datatype {datatype!r} given, the model expects {spec.datatype!r}"
         )
-    shape = entry.get("shape")
     try:
         # shapes seen before skip the checks below; the types are in the key since True == 1 and 1.0 == 1
         key = (spec.name, spec.shape, tuple(map(type, shape)), *shape)
@@ -114,7 +115,7 @@ def _check_shape(entry: Any, spec: TensorSpec) -> list[int]:
     return shape
 
 
-def _check_finite(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
+def check_finite(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if spec.dtype.kind == "f" and not np.isfinite(array).all():
         raise InvalidRequestError(
             f"input {spec.name!r}: values must be finite {spec.datatype} numbers (NaN, infinity or out of range given)"
@@ -136,13 +137,18 @@ def _binary_tensor(
         raise InvalidRequestError(
             f"input {name!r}: binary_data_size {size!r}, shape {shape} of {spec.datatype} needs {expected} bytes"
         )
-    raw = np.frombuffer(binary.take(size, name), dtype=spec.dtype.newbyteorder("<")).reshape(shape)
-    return _check_finite(raw.astype(spec.dtype, copy=True), spec)  # own, aligned, native-order copy
+    return array_from_bytes(binary.take(size, name), spec, shape)
+
+
+def array_from_bytes(data: bytes | memoryview, spec: TensorSpec, shape: list[int]) -> np.ndarray:
+    """A tensor from its row-major little-endian bytes (binary extension, gRPC raw contents), checked finite."""
+    raw = np.frombuffer(data, dtype=spec.dtype.newbyteorder("<")).reshape(shape)
+    return check_finite(raw.astype(spec.dtype, copy=True), spec)  # own, aligned, native-order copy
 
 
 def _tensor(entry: Any, spec: TensorSpec, binary: _BinaryReader | None = None) -> np.ndarray:
     name = spec.name
-    shape = _check_shape(entry, spec)
+    shape = check_tensor(entry.get("datatype"), entry.get("shape"), spec)
     parameters = entry.get("parameters")
     if isinstance(parameters, dict) and "binary_data_size" in parameters:
         return _binary_tensor(entry, spec, shape, binary)
@@ -169,7 +175,7 @@ def _tensor(entry: Any, spec: TensorSpec, binary: _BinaryReader | None = None) -
             raise InvalidRequestError(f"input {name!r}: values out of range for {spec.datatype}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, rejected just below
         array = raw.astype(spec.dtype, copy=False).reshape(shape)
-    return _check_finite(array, spec)
+    return check_finite(array, spec)
 
 
 def parse_infer_request(
@@ -221,20 +227,54 @@ def parse_infer_request(
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidRequestError("'id' must be a string")
-    return InferRequest(request_id, arrays, _requested_outputs(document.get("outputs"), outputs))
+    parameters = document.get("parameters")
+    all_binary = _binary_flag(parameters, "binary_data_output", "request") if parameters is not None else False
+    requested = document.get("outputs")
+    wanted = _requested_outputs(requested, outputs)
+    binary_outputs = _binary_outputs(requested, outputs, all_binary) if all_binary or requested else frozenset()
+    return InferRequest(request_id, arrays, wanted, binary_outputs)
+
+
+def _binary_flag(parameters: Any, key: str, where: str) -> bool:
+    if not isinstance(parameters, dict):
+        raise InvalidRequestError(f"{where} 'parameters' must be an object")
+    if "classification" in parameters:
+        raise InvalidRequestError(f"{where}: the classification extension is not supported")
+    value = parameters.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidRequestError(f"{where} parameter {key!r} must be true or false, got {value!r}")
+    return value
+
+
+def _binary_outputs(requested: Any, outputs: Sequence[TensorSpec], all_binary: bool) -> frozenset[str]:
+    """Outputs to return as raw bytes: all with ``binary_data_output``, each as its own ``binary_data`` says."""
+    chosen = {spec.name for spec in outputs} if all_binary else set()
+    for item in requested or ():
+        parameters = item.get("parameters")
+        if parameters is None:
+            continue
+        name = item["name"]
+        flag = _binary_flag(parameters, "binary_data", f"output {name!r}")
+        if "binary_data" in parameters:
+            (chosen.add if flag else chosen.discard)(name)
+    return frozenset(chosen)
 
 
 def _requested_outputs(requested: Any, outputs: Sequence[TensorSpec]) -> tuple[str, ...] | None:
     if requested is None:
         return None
-    known = [spec.name for spec in outputs]
     if not isinstance(requested, list) or not all(isinstance(item, dict) for item in requested):
         raise InvalidRequestError("'outputs' must be a list of objects with a 'name'")
-    names = tuple(item.get("name") for item in requested)
+    return check_output_names([item.get("name") for item in requested], outputs)
+
+
+def check_output_names(names: Sequence[Any], outputs: Sequence[TensorSpec]) -> tuple[str, ...]:
+    """The requested output names if the model has them all; else InvalidRequestError naming the unknown ones."""
+    known = [spec.name for spec in outputs]
     unknown = [name for name in names if name not in known]
     if unknown:
         raise InvalidRequestError(f"unknown output(s) {unknown}; the model has {known}")
-    return names
+    return tuple(names)
 
 
 def check_batch_dimension(request: InferRequest) -> None:
@@ -250,21 +290,41 @@ def encode_infer_response(
     results: Mapping[str, np.ndarray],
     specs: Sequence[TensorSpec],
     wanted: Sequence[str] | None,
-) -> bytes:
-    """The V2 JSON response; arrays go to orjson as numpy (no Python lists), flattened row-major."""
+    binary: frozenset[str] = frozenset(),
+) -> tuple[bytes, int | None]:
+    """The V2 response body, and the length of its JSON part when the outputs in ``binary`` follow it as raw bytes.
+
+    JSON arrays go to orjson as numpy (no Python lists), flattened row-major; binary ones as little-endian bytes in
+    output order, announced by ``parameters.binary_data_size`` (send ``Inference-Header-Content-Length``).
+    """
     names = wanted if wanted is not None else [spec.name for spec in specs]
     datatypes = {spec.name: spec.datatype for spec in specs}
-    tensors = []
+    tensors: list[dict[str, object]] = []
+    blobs: list[bytes] = []
     for name in names:
         array = results[name]
-        data: object = np.ascontiguousarray(array).ravel()
-        if array.dtype == np.float16:
-            data = array.ravel().tolist()  # orjson has no float16
-        tensors.append({"name": name, "datatype": datatypes[name], "shape": list(array.shape), "data": data})
+        tensor: dict[str, object] = {"name": name, "datatype": datatypes[name], "shape": list(array.shape)}
+        if name in binary:
+            blob = little_endian_bytes(array)
+            blobs.append(blob)
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+        elif array.dtype == np.float16:
+            tensor["data"] = array.ravel().tolist()  # orjson has no float16
+        else:
+            tensor["data"] = np.ascontiguousarray(array).ravel()
+        tensors.append(tensor)
     document: dict[str, object] = {"model_name": model_name, "outputs": tensors}
     if request_id is not None:
         document["id"] = request_id
-    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join((header, *blobs)), len(header)
+
+
+def little_endian_bytes(array: np.ndarray) -> bytes:
+    """Row-major little-endian bytes of ``array`` (the binary extension's and gRPC raw contents' encoding)."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
 def error_body(message: str) -> bytes:
@@ -281,7 +341,7 @@ def encode_binary_request(
     """
     tensors, blobs = [], []
     for name, array in inputs.items():
-        blob = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        blob = little_endian_bytes(array)
         tensors.append(
             {
                 "name": name,

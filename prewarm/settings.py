@@ -178,6 +178,38 @@ class Settings(BaseSettings):
         pattern="^(fast|uvicorn)$",
         description="Replica HTTP server: 'fast' (built-in httptools/uvloop server) or 'uvicorn'.",
     )
+    replica_grpc_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the replica's Open Inference Protocol gRPC service (--grpc-port); 0 disables it.",
+    )
+    # --- HTTP servers of the replica and the Python gateway (inference/httplimits.py, docs/inference.md) ---
+    http_max_request_line_bytes: int = Field(
+        default=8192, ge=64, description="Request targets (URLs) longer than this get HTTP 414."
+    )
+    http_max_headers: int = Field(
+        default=100, ge=1, description="Requests with more header fields than this get HTTP 431."
+    )
+    http_max_header_bytes: int = Field(
+        default=65536, ge=256, description="Requests whose header fields total more bytes than this get HTTP 431."
+    )
+    http_max_pipelined: int = Field(
+        default=16,
+        ge=1,
+        description="Pipelined requests waiting on one connection before the server stops reading from it.",
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="A request's head must arrive within this long of its first byte (else 408, closed)."
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0, gt=0, description="A request's body must arrive within this long after its head (else 408)."
+    )
+    http_keepalive_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Connections with no request under way (new ones too) are closed, without a response, after this long.",
+    )
     # Local replicas and gateway (docs/gateway.md)
     replica_service_time_ms: float = Field(
         default=0.0,
@@ -207,6 +239,12 @@ class Settings(BaseSettings):
     )
     gateway_queue_timeout_s: float = Field(
         default=10.0, gt=0, description="Longest a request waits in the gateway queue before a 503."
+    )
+    gateway_grpc_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port the gateway serves the V2 gRPC service on, balanced per request; 0 disables it.",
     )
     metrics_flush_interval_s: float = Field(
         default=5.0, gt=0, description="The gateway writes its per-second samples to the store this often."

@@ -120,8 +120,8 @@ def test_metrics_count_requests_by_status_and_export_startup(client: TestClient)
     client.post(INFER, content=digits_body())
     client.post(INFER, content=b"{}")
     text = client.get("/metrics").text
-    assert 'prewarm_replica_requests_total{endpoint="infer",status="200"} 1.0' in text
-    assert 'prewarm_replica_requests_total{endpoint="infer",status="400"} 1.0' in text
+    assert 'prewarm_replica_requests_total{endpoint="infer",protocol="http",status="200"} 1.0' in text
+    assert 'prewarm_replica_requests_total{endpoint="infer",protocol="http",status="400"} 1.0' in text
     for name in (
         "prewarm_replica_request_duration_seconds_bucket",
         "prewarm_replica_in_flight_requests",

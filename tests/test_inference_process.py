@@ -68,7 +68,7 @@ def test_two_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path, server: 
             while True:
                 served = metric_value(
                     client.get("/metrics").text,
-                    'prewarm_replica_requests_total{endpoint="infer",status="200"}',
+                    'prewarm_replica_requests_total{endpoint="infer",protocol="http",status="200"}',
                 )
                 if served == 20 or time.monotonic() > deadline:
                     break

@@ -134,7 +134,9 @@ def test_unknown_requested_output_is_rejected() -> None:
 
 def test_response_lists_requested_outputs_flattened() -> None:
     results = {"label": np.array([3, 4]), "probabilities": np.ones((2, 10), dtype=np.float32)}
-    response = orjson.loads(encode_infer_response("m", "abc", results, OUTPUTS, ["probabilities"]))
+    body, json_length = encode_infer_response("m", "abc", results, OUTPUTS, ["probabilities"])
+    assert json_length is None
+    response = orjson.loads(body)
     assert response["id"] == "abc"
     assert [tensor["name"] for tensor in response["outputs"]] == ["probabilities"]
     assert response["outputs"][0]["shape"] == [2, 10] and len(response["outputs"][0]["data"]) == 20

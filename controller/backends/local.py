@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LocalBackendConfig:
-    """How to run one deployment's replicas locally (``command`` placeholders: {port} {host} {model} {model_repo})."""
+    """How to run one deployment's replicas locally (``command`` placeholders: {port} {host} {model} {model_repo}
+    {grpc_port}; a replica gets a gRPC port, published for the gateway, when its command takes one)."""
 
     deployment: str
     model: str
@@ -67,17 +68,26 @@ class LocalBackendConfig:
     drain_s: float = 0.5  # after leaving the registry: time for the gateway to stop routing to it
     drain_timeout_s: float = 10.0  # longest wait for in-flight work before SIGTERM
     stop_timeout_s: float = 10.0  # SIGTERM to SIGKILL
+    grpc: bool = False  # the default command also serves V2 gRPC on a free port, published for the gateway
     restart_backoff_s: float = (
         0.0  # wait before replacing a failed replica (grows x2 per quick failure, max 10 s)
     )
 
-    def replica_command(self, port: int) -> list[str]:
-        template = self.command or (
+    def replica_command(self, port: int, grpc_port: int | None = None) -> list[str]:
+        values = {"port": port, "host": self.host, "model": self.model, "model_repo": self.model_repo,
+                  "grpc_port": grpc_port}  # fmt: skip
+        return [part.format(**values) for part in self.command_template]
+
+    @property
+    def command_template(self) -> tuple[str, ...]:
+        return self.command or (
             sys.executable, "-m", "inference", "replica", "--model-repo", "{model_repo}", "--model", "{model}",
-            "--host", "{host}", "--port", "{port}",
+            "--host", "{host}", "--port", "{port}", *(("--grpc-port", "{grpc_port}") if self.grpc else ()),
         )  # fmt: skip
-        values = {"port": port, "host": self.host, "model": self.model, "model_repo": self.model_repo}
-        return [part.format(**values) for part in template]
+
+    @property
+    def serves_grpc(self) -> bool:
+        return any("{grpc_port}" in part for part in self.command_template)
 
 
 @dataclass
@@ -90,6 +100,7 @@ class _Replica:
     started_at: float  # epoch seconds
     started_mono: float
     create_time: float
+    grpc_port: int | None = None
     liveness_failures: int = 0
     next_liveness_mono: float = 0.0
     stop_requested_mono: float | None = None
@@ -321,8 +332,9 @@ class LocalProcessBackend:
 
     def _start_one(self) -> None:
         port = free_port(self.config.host)
+        grpc_port = free_port(self.config.host) if self.config.serves_grpc else None
         replica_id = f"{self.config.deployment}-{uuid.uuid4().hex[:6]}"
-        command = self.config.replica_command(port)
+        command = self.config.replica_command(port, grpc_port)
         try:
             popen = spawn(command, self._owner, self.config.state_dir / "logs" / f"{replica_id}.log")
             process = psutil.Process(popen.pid)
@@ -339,6 +351,7 @@ class LocalProcessBackend:
             time.time(),
             time.monotonic(),
             create_time,
+            grpc_port,
         )
         self._replicas[replica_id] = replica
         self.events.record(Event(replica_id, ev.STARTED, None, f"pid {popen.pid} port {port}"))
@@ -355,6 +368,7 @@ class LocalProcessBackend:
                 r.process.pid,
                 r.started_at,
                 r.create_time,
+                r.grpc_port,
             )
             for r in self._replicas.values()
         )
@@ -378,7 +392,7 @@ class LocalProcessBackend:
                 replica = _Replica(
                     record.replica_id, record.port, process, None, ReplicaState.READY,
                     record.started_at or time.time(), time.monotonic(), record.create_time or process.create_time(),
-                    next_liveness_mono=time.monotonic(),
+                    record.grpc_port, next_liveness_mono=time.monotonic(),
                 )  # fmt: skip
                 self._replicas[record.replica_id] = replica
                 adopted_pids.add(process.pid)

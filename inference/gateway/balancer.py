@@ -47,7 +47,7 @@ class Balancer:
     def routable(self) -> list[Upstream]:
         return [upstream for upstream in self.upstreams.values() if upstream.routable]
 
-    def pick(self, exclude: Collection[str] = ()) -> Upstream | None:
+    def pick(self, exclude: Collection[str] = (), need_grpc: bool = False) -> Upstream | None:
         """The least loaded routable replica under its limit, avoiding ``exclude`` if any other is available."""
         best: Upstream | None = None
         fallback: Upstream | None = None
@@ -58,7 +58,7 @@ class Balancer:
         self._rotation = (self._rotation + 1) % max(count, 1)
         for index in range(count):
             upstream = candidates[(index + self._rotation) % count]
-            if upstream.in_flight >= limit or not upstream.routable:
+            if upstream.in_flight >= limit or not upstream.routable or (need_grpc and upstream.grpc_port is None):
                 continue
             if exclude and upstream.replica_id in exclude:
                 if fallback is None or upstream.in_flight < fallback.in_flight:
@@ -67,18 +67,19 @@ class Balancer:
                 best = upstream
         return best or fallback
 
-    async def acquire(self, exclude: Collection[str] = ()) -> Upstream:
-        """Reserve a slot on a replica, waiting in the queue if all are busy; raises NoReplicaReady/QueueFull."""
+    async def acquire(self, exclude: Collection[str] = (), need_grpc: bool = False) -> Upstream:
+        """Reserve a slot on a replica (one with a gRPC port if ``need_grpc``), waiting in the queue if all are busy;
+        raises NoReplicaReady/QueueFull/QueueTimeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.queue_timeout_s
         while True:
             if not self._waiters:  # FIFO: newcomers do not overtake queued requests
-                upstream = self.pick(exclude)
+                upstream = self.pick(exclude, need_grpc)
                 if upstream is not None:
                     upstream.in_flight += 1
                     return upstream
-            if not any(upstream.routable for upstream in self.upstreams.values()):
-                raise NoReplicaReady("no replica is ready")
+            if not any(u.routable and (u.grpc_port or not need_grpc) for u in self.upstreams.values()):
+                raise NoReplicaReady("no replica is ready" + (" to serve gRPC" if need_grpc else ""))
             if len(self._waiters) >= self.queue_capacity:
                 raise QueueFull(f"all replicas busy and {self.queue_capacity} requests already queued")
             waiter: asyncio.Future[None] = loop.create_future()
@@ -90,7 +91,7 @@ class Balancer:
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
-            upstream = self.pick(exclude)
+            upstream = self.pick(exclude, need_grpc)
             if upstream is not None:
                 upstream.in_flight += 1
                 self.wake()  # capacity may remain for the next waiter too

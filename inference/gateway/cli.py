@@ -15,6 +15,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--host", default=None, help="Listen address (PREWARM_GATEWAY_HOST).")
     parser.add_argument("--port", type=int, default=None, help="Listen port (PREWARM_GATEWAY_PORT).")
     parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="Port of the V2 gRPC service, balanced per request; 0 disables it (PREWARM_GATEWAY_GRPC_PORT).",
+    )
+    parser.add_argument(
         "--registry-dir",
         default=None,
         help="Directory with the backend's replicas.json (default: PREWARM_REPLICA_STATE_DIR/<deployment>).",
@@ -42,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from inference.gateway.collector import BatchWriter, store_writer
     from inference.gateway.server import Gateway, GatewayConfig
+    from inference.httplimits import HttpLimits
     from prewarm.settings import get_settings
 
     settings = get_settings()
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     proxy = args.proxy or settings.gateway_proxy
     host = args.host or settings.gateway_host
     port = args.port if args.port is not None else settings.gateway_port
+    grpc_port = args.grpc_port if args.grpc_port is not None else settings.gateway_grpc_port
     config = GatewayConfig(
         deployment=args.deployment,
         host="127.0.0.1" if proxy == "nginx" else host,
@@ -67,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         queue_capacity=settings.gateway_queue_capacity,
         queue_timeout_s=settings.gateway_queue_timeout_s,
         metrics_flush_interval_s=settings.metrics_flush_interval_s,
+        max_body_bytes=settings.replica_max_body_bytes,
+        http_limits=HttpLimits.from_settings(settings),
+        grpc_port=grpc_port or None,
+        grpc_host=host,  # gRPC is served by the gateway itself, also in front of nginx (docs/gateway.md)
     )
     writer = None if args.no_store else BatchWriter(store_writer(settings.database_url))
 
@@ -84,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 workdir = Path(tempfile.mkdtemp(prefix=f"prewarm-nginx-{args.deployment}-"))
             nginx_config = NginxConfig(
-                host=host, port=port, workdir=workdir, workers=settings.gateway_nginx_workers
-            )
+                host=host, port=port, workdir=workdir, workers=settings.gateway_nginx_workers,
+                max_body_bytes=config.max_body_bytes, limits=config.http_limits,
+            )  # fmt: skip
             frontend = NginxFrontend(gateway, nginx_config, free_port())
             await frontend.start()
         stop = asyncio.Event()

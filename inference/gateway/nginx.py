@@ -16,10 +16,11 @@ import os
 import signal
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.gateway.server import Gateway
+from inference.httplimits import HttpLimits
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ http {{
   log_format prewarm '$msec $status $request_time';
   access_log {dir}/access.log prewarm buffer=64k flush=1s;
   client_body_temp_path {dir}/body;
+  client_max_body_size {max_body_bytes};
+  client_header_timeout {header_timeout_ms}ms;
+  client_body_timeout {body_timeout_ms}ms;
+  keepalive_timeout {keepalive_timeout_ms}ms;
+  large_client_header_buffers {header_buffers} {header_buffer_bytes};
   proxy_temp_path {dir}/proxy;
   {upstream}
   server {{
@@ -81,6 +87,8 @@ class NginxConfig:
     connect_timeout_s: float = 0.5
     attempts: int = 3
     nginx_bin: str = "nginx"
+    max_body_bytes: int = 4 * 1024 * 1024  # the replicas' limit: nginx answers 413 past it
+    limits: HttpLimits = field(default_factory=HttpLimits)  # nginx's nearest equivalents (docs/gateway.md)
 
 
 def _die_with_parent() -> None:
@@ -118,9 +126,15 @@ def render_config(
     else:
         upstream = ""
         route = "return 502;\n      error_page 502 = @unavailable;"
+    limits = config.limits
     return _CONFIG.format(
         workers=config.workers, dir=config.workdir, upstream=upstream, host=config.host, port=config.port,
         control=control, retry_after=retry_after_s, route=route, status_port=status_port,
+        max_body_bytes=config.max_body_bytes, header_timeout_ms=int(limits.header_timeout_s * 1000),
+        body_timeout_ms=int(limits.body_timeout_s * 1000), keepalive_timeout_ms=int(limits.keepalive_timeout_s * 1000),
+        # a request line or one header field must fit one buffer; all of them together fit in the buffers
+        header_buffer_bytes=limits.max_request_line_bytes,
+        header_buffers=max(2, -(-limits.max_header_bytes // limits.max_request_line_bytes)),
     )  # fmt: skip
 
 

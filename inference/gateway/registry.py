@@ -32,6 +32,7 @@ class ReplicaRecord:
     create_time: float | None = (
         None  # the process's create time, to recognise it (not a recycled pid) on adopt
     )
+    grpc_port: int | None = None  # its V2 gRPC service, if it serves one
 
     @property
     def address(self) -> str:

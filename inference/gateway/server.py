@@ -19,10 +19,12 @@ import httptools
 
 from inference.gateway.balancer import Balancer, NoReplicaReady, QueueFull, QueueTimeout
 from inference.gateway.collector import BatchWriter, ReplicaUsageSampler, second_to_points
+from inference.gateway.grpcproxy import GrpcProxy
 from inference.gateway.health import probe_ready
 from inference.gateway.registry import ReplicaRecord, read_registry, write_gateway_load
 from inference.gateway.stats import ReplicaGauges, TrafficStats, render_prometheus
 from inference.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
+from inference.httplimits import BODY, HEAD, IDLE, HttpLimits, RequestRejected, rejection
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class GatewayConfig:
     registry_dir: Path | None = None  # where the backend publishes replicas.json; None: static upstreams only
     static_upstreams: tuple[
         str, ...
-    ] = ()  # "host:port" replicas not managed by a backend (benchmarks, tests)
+    ] = ()  # "host:port" or "host:port/grpc_port": replicas not managed by a backend (benchmarks, tests)
     max_in_flight_per_replica: int = 64
     queue_capacity: int = 1024
     queue_timeout_s: float = 10.0
@@ -54,6 +56,13 @@ class GatewayConfig:
     registry_poll_s: float = 0.2
     metrics_flush_interval_s: float = 5.0
     retry_after_s: int = 1
+    max_body_bytes: int = 4 * 1024 * 1024  # the replicas' limit (PREWARM_REPLICA_MAX_BODY_BYTES): larger gets 413 here
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
+    grpc_port: int | None = None  # serve the V2 gRPC service here too (0: any free port); None: no gRPC
+    grpc_host: str | None = None  # where gRPC listens; None: ``host`` (differs behind nginx, which carries HTTP only)
+
+
+_LOCAL_PATHS = frozenset({b"/metrics", b"/v2/health/live", b"/v2/health/ready"})  # answered by the gateway itself
 
 
 @dataclass
@@ -64,6 +73,8 @@ class _Request:
     body: bytes
     keep_alive: bool
     http_minor: int = 1
+    too_large: bool = False
+    rejected: RequestRejected | None = None  # not a request: the error to answer in its turn, then close
 
 
 @dataclass
@@ -99,9 +110,13 @@ class Gateway:
         self._published_load: dict[str, int] | None = None
         self._active_connections: set[_ClientConnection] = set()
         self.in_flight_override: int | None = None  # set when nginx carries the traffic (see nginx.py)
+        self.grpc_proxy: GrpcProxy | None = None
         for index, address in enumerate(config.static_upstreams):
+            address, _, grpc_port = address.partition("/")
             host, _, port = address.rpartition(":")
-            self.balancer.upstreams[f"static-{index}"] = Upstream(f"static-{index}", host, int(port))
+            self.balancer.upstreams[f"static-{index}"] = Upstream(
+                f"static-{index}", host, int(port), grpc_port=int(grpc_port) if grpc_port else None
+            )
 
     # lifecycle
     async def start(self) -> None:
@@ -113,6 +128,9 @@ class Gateway:
             backlog=2048,
             reuse_address=True,
         )
+        if self.config.grpc_port is not None:
+            self.grpc_proxy = GrpcProxy(self)
+            await self.grpc_proxy.start(self.config.grpc_host or self.config.host, self.config.grpc_port)
         if self.config.registry_dir is not None:
             self.poll_registry()
             self._tasks.append(
@@ -120,9 +138,16 @@ class Gateway:
             )
         self._tasks.append(asyncio.create_task(self._health_loop()))
         self._tasks.append(asyncio.create_task(self._second_loop()))
+        self._tasks.append(asyncio.create_task(self._timeouts_loop()))
         if self.batch_writer is not None:
             self._tasks.append(asyncio.create_task(self._flush_loop()))
         log.info("gateway for %s listening on %s", self.config.deployment, self.address)
+
+    @property
+    def grpc_address(self) -> str | None:
+        """host:port of the gRPC service, if it is on."""
+        host = self.config.grpc_host or self.config.host
+        return None if self.grpc_proxy is None else f"{host}:{self.grpc_proxy.port}"
 
     @property
     def address(self) -> str:
@@ -134,6 +159,9 @@ class Gateway:
         """Stop accepting, let in-flight requests finish (bounded), flush metrics."""
         if self._server is not None:
             self._server.close()
+        grpc_drained = (
+            asyncio.create_task(self.grpc_proxy.stop(drain_timeout_s)) if self.grpc_proxy is not None else None
+        )
         deadline = time.monotonic() + drain_timeout_s
         while self.balancer.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -144,6 +172,8 @@ class Gateway:
                 await task
         for connection in list(self._active_connections):
             connection.close()
+        if grpc_drained is not None:
+            await grpc_drained
         for upstream in self.balancer.upstreams.values():
             upstream.abort_all()
         self._close_second(float(int(time.time())))  # the partial second: no request goes uncounted
@@ -160,13 +190,18 @@ class Gateway:
     # request path
     async def handle(self, request: _Request) -> _Response:
         path = request.url.split(b"?", 1)[0]
-        if request.method == b"GET":
+        if path in _LOCAL_PATHS:
+            if request.method not in (b"GET", b"HEAD"):
+                response = _local_response(405, _error_body(f"{path.decode()} answers GET and HEAD only"))
+                response.headers.append((b"allow", b"GET, HEAD"))
+                return response
             if path == b"/metrics":
                 return _local_response(200, self.render_metrics().encode(), b"text/plain; version=0.0.4")
             if path == b"/v2/health/live":
                 return _local_response(200, b"")
-            if path == b"/v2/health/ready":
-                return _local_response(200 if self.balancer.routable() else 503, b"")
+            return _local_response(200 if self.balancer.routable() else 503, b"")
+        if request.too_large:
+            return _local_response(413, _error_body(f"body exceeds the limit of {self.config.max_body_bytes} bytes"))
         return await self.forward(request)
 
     async def forward(self, request: _Request) -> _Response:
@@ -269,9 +304,10 @@ class Gateway:
             seen.add(record.replica_id)
             existing = upstreams.get(record.replica_id)
             if record.state == "ready":
-                if existing is None or (existing.host, existing.port) != (record.host, record.port):
+                address = (record.host, record.port, record.grpc_port)
+                if existing is None or (existing.host, existing.port, existing.grpc_port) != address:
                     upstreams[record.replica_id] = Upstream(
-                        record.replica_id, record.host, record.port, record.pid
+                        record.replica_id, record.host, record.port, record.pid, record.grpc_port
                     )
                     log.info("routing to replica %s at %s", record.replica_id, record.address)
                     self.balancer.wake()
@@ -342,6 +378,14 @@ class Gateway:
         if self.batch_writer is not None:
             self.batch_writer.add(second_to_points(self.config.deployment, summary, usage))
 
+    async def _timeouts_loop(self) -> None:
+        """Slow clients get 408 and idle keep-alive connections are closed (inference.httplimits)."""
+        while True:
+            await asyncio.sleep(min(1.0, self.config.http_limits.header_timeout_s / 4))
+            now = time.monotonic()
+            for connection in list(self._active_connections):
+                connection.check_timeouts(now)
+
     async def _flush_loop(self) -> None:
         assert self.batch_writer is not None
         while True:
@@ -360,7 +404,8 @@ class Gateway:
 
 
 def _serialise_request(request: _Request) -> bytes:
-    lines = [request.method + b" " + request.url + b" HTTP/1.1", b"host: replica"]
+    method = b"GET" if request.method == b"HEAD" else request.method  # the head of the GET answer is relayed
+    lines = [method + b" " + request.url + b" HTTP/1.1", b"host: replica"]
     lines.extend(name + b": " + value for name, value in request.headers if name.lower() not in _HOP_BY_HOP)
     lines.append(b"content-length: " + str(len(request.body)).encode())
     return b"\r\n".join(lines) + b"\r\n\r\n" + request.body
@@ -371,7 +416,7 @@ def _relay(upstream_response: UpstreamResponse) -> _Response:
     return _Response(upstream_response.status, headers, upstream_response.body)
 
 
-def _serialise_response(response: _Response, keep_alive: bool) -> bytes:
+def _serialise_response(response: _Response, keep_alive: bool, head_only: bool = False) -> bytes:
     try:
         reason = HTTPStatus(response.status).phrase.encode()
     except ValueError:
@@ -381,24 +426,32 @@ def _serialise_response(response: _Response, keep_alive: bool) -> bytes:
     lines.append(b"content-length: " + str(len(response.body)).encode())
     if not keep_alive:
         lines.append(b"connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + response.body
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else response.body)
 
 
 class _ClientConnection(asyncio.Protocol):
-    """One client connection: parses requests, answers them in order (pipelining-safe)."""
-
-    MAX_PIPELINED = 32
+    """One client connection: parses requests within the HTTP limits, answers them in order (pipelining-safe)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.limits = gateway.config.http_limits
+        self.max_body_bytes = gateway.config.max_body_bytes
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
         self._body: list[bytes] = []
+        self._size = 0
+        self._too_large = False
         self._pending: deque[_Request] = deque()
         self._busy = False
         self._closing = False
+        self._paused: set[str] = set()  # why reading is paused: "write", "pipeline", "failed"
+        self._write_paused_since = 0.0
+        # where the parser is and since when, for the timeouts: a connection is idle (keep-alive timeout) until a
+        # request's first byte, then reading its head (head timeout), then its body (body timeout)
+        self.phase, self.since = IDLE, time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -413,48 +466,123 @@ class _ClientConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def pause_writing(self) -> None:
+        """The client does not read its answers: stop reading its requests until it does."""
+        self._pause("write")
+        self._write_paused_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        self._resume("write")
+
+    def _pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        self._paused.discard(reason)
+        if not self._paused and self.transport is not None and not self._closing:
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            assert self.transport is not None
-            self.transport.write(_serialise_response(_local_response(400, _error_body("bad request")), False))
-            self.close()
+        except httptools.HttpParserError as error:
+            self._fail(rejection(error) or RequestRejected(400, f"malformed HTTP request: {error}"))
 
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._header_bytes = 0
         self._body = []
+        self._size = 0
+        self._too_large = False
+        self.phase, self.since = HEAD, time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self.limits.max_request_line_bytes:
+            self.limits.check_url(self._url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self.limits.max_header_bytes or len(self._headers) > self.limits.max_headers:
+            self.limits.check_headers(len(self._headers), self._header_bytes)
+        if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+            self._too_large = True
+
+    def on_headers_complete(self) -> None:
+        self.phase, self.since = BODY, time.monotonic()
+        if self.transport is not None and (b"expect", b"100-continue") in self._headers and not self._too_large:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if self._too_large:
+            return
+        self._size += len(body)
+        if self._size > self.max_body_bytes:
+            self._too_large = True
+            self._body = []
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.phase, self.since = IDLE, time.monotonic()
         request = _Request(
             self.parser.get_method(),
             self._url,
             self._headers,
             b"".join(self._body),
             self.parser.should_keep_alive(),
+            too_large=self._too_large,
         )
         self._pending.append(request)
-        if len(self._pending) > self.MAX_PIPELINED and self.transport is not None:
-            self.transport.pause_reading()
+        if len(self._pending) >= self.limits.max_pipelined:
+            self._pause("pipeline")
         if not self._busy:
             self._next()
+
+    def _fail(self, rejected: RequestRejected) -> None:
+        """The client broke the protocol or a limit: answer after the responses it is owed, then close."""
+        if "failed" in self._paused:
+            return
+        self._pause("failed")  # the parser is unusable now; read nothing more
+        self._pending.append(_Request(b"", b"", [], b"", False, rejected=rejected))
+        if not self._busy:
+            self._next()
+
+    def check_timeouts(self, now: float) -> None:
+        """Answer 408 to a client too slow with its head or body, close a keep-alive connection idle too long."""
+        if self.transport is None or self._closing:
+            return
+        if "write" in self._paused and now - self._write_paused_since > self.limits.keepalive_timeout_s:
+            log.info("closing a connection whose client has not read its responses for a while")
+            self.transport.abort()
+            return
+        if self._busy or self._pending or self._paused:
+            return  # the gateway has work for this connection (or stopped reading it): not the client's delay
+        rejected = self.limits.expired(self.phase, self.since, now)
+        if rejected is not None:
+            if rejected.status:
+                log.info("closing a connection: %s", rejected)
+            self._fail(rejected)
 
     def _next(self) -> None:
         if self._closing or not self._pending:
             self._busy = False
+            self.since = time.monotonic()  # the client's time starts once its answers are out (keep-alive from here)
             return
         self._busy = True
         request = self._pending.popleft()
+        rejected = request.rejected
+        if rejected is not None:
+            if rejected.status and self.transport is not None:
+                response = _local_response(rejected.status, _error_body(str(rejected)))
+                self.transport.write(_serialise_response(response, keep_alive=False))
+            self.close()
+            return
         task = asyncio.get_running_loop().create_task(self.gateway.handle(request))
         task.add_done_callback(lambda done: self._respond(done, request))
 
@@ -468,10 +596,10 @@ class _ClientConnection(asyncio.Protocol):
             response = _local_response(500, _error_body("gateway error"))
         else:
             response = task.result()
-        self.transport.write(_serialise_response(response, request.keep_alive))
+        self.transport.write(_serialise_response(response, request.keep_alive, request.method == b"HEAD"))
         if not request.keep_alive:
             self.close()
             return
-        if len(self._pending) <= self.MAX_PIPELINED:
-            self.transport.resume_reading()
+        if "pipeline" in self._paused and len(self._pending) < self.limits.max_pipelined:
+            self._resume("pipeline")
         self._next()

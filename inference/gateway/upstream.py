@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import httptools
 
@@ -104,11 +104,23 @@ class Upstream:
     host: str
     port: int
     pid: int | None = None
+    grpc_port: int | None = None  # its V2 gRPC service, if it has one
     healthy: bool = True
     draining: bool = False  # the backend is stopping it: no new requests, in-flight ones finish
     in_flight: int = 0
     _idle: list[_UpstreamConnection] = field(default_factory=list)
     _busy: set[_UpstreamConnection] = field(default_factory=set)
+    _grpc: Any = None  # grpc.aio.Channel, opened on first use
+
+    def grpc_channel(self) -> Any:
+        """The HTTP/2 channel to this replica's gRPC port (one per replica; calls are multiplexed on it)."""
+        if self._grpc is None:
+            import grpc
+
+            self._grpc = grpc.aio.insecure_channel(
+                f"{self.host}:{self.grpc_port}", options=[("grpc.max_receive_message_length", -1)]
+            )
+        return self._grpc
 
     @property
     def routable(self) -> bool:
@@ -156,6 +168,9 @@ class Upstream:
         for connection in [*self._idle, *self._busy]:
             connection.abort()
         self._idle.clear()
+        if self._grpc is not None:  # its calls fail with UNAVAILABLE, which the gRPC proxy retries elsewhere
+            channel, self._grpc = self._grpc, None
+            asyncio.get_running_loop().create_task(channel.close())
 
     def close_idle(self) -> None:
         for connection in self._idle:
