@@ -189,6 +189,7 @@ class _Run:
                 self.busy.add(connection)
                 connection.send(index)
                 return
+            self.reopen()  # the server closed it while idle (a reload, an idle timeout): replace it
         self.pending.append(index)
 
     def finish(self, connection: _Connection, index: int, status: int) -> None:

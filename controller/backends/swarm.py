@@ -379,9 +379,10 @@ def _docker_client(target: SwarmTarget) -> DockerClient:
 def _replicas_of(service: Mapping[str, Any], target: SwarmTarget) -> int:
     mode = (service.get("Spec") or {}).get("Mode") or {}
     if "Replicated" not in mode:
-        raise BackendError(
-            f"{target.ref} runs in {next(iter(mode), 'an unknown')} mode; only a replicated service can be scaled"
-        )
+        kind = next(iter(mode), "an unknown").lower()
+        message = f"{target.ref} runs in {kind} mode; only a replicated service can be scaled"
+        logger.error("%s", message)
+        raise BackendError(message)
     return int((mode["Replicated"] or {}).get("Replicas") or 0)
 
 

@@ -34,6 +34,9 @@ http {{
   access_log {dir}/access.log prewarm buffer=64k flush=1s;
   client_body_temp_path {dir}/body;
   proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
   {upstream}
   server {{
     listen {host}:{port};
