@@ -253,7 +253,7 @@ def test_errors_say_what_went_wrong_and_are_logged(
         gone.scale_to(2)
 
     unreachable = SwarmBackend(SwarmTarget("anything", docker_url="unix:///nonexistent/docker.sock"))
-    with pytest.raises(BackendError, match="unreachable.*is dockerd running"):
+    with pytest.raises(BackendError, match=r"unreachable.*is dockerd running"):
         unreachable.desired_count()
 
     global_service = service_factory(mode="global")
