@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from controller import repository
 from controller.backends.base import BackendError, ReplicaState
 from controller.backends.local_events import StoreEventSink
-from controller.backends.swarm import SwarmBackend, SwarmTarget
+from controller.backends.swarm import SwarmApiError, SwarmBackend, SwarmTarget
 from controller.loop import ReconcileLoop
 from controller.policy import ScalingPolicy
 from controller.sources.store import StoreSource
@@ -265,6 +265,21 @@ def test_errors_say_what_went_wrong_and_are_logged(
 
         build_backend(name="x", model="m", backend="swarm", backend_config={"servce": "typo"}, min_replicas=1,
                       engine=None, state_root=Path("/tmp"))  # fmt: skip
+
+
+def test_a_write_from_a_stale_read_is_refused_as_out_of_sequence(service_factory: Callable[..., str]) -> None:
+    """What scale_to retries on: the engine refuses a spec written from an older version of the service."""
+    service = service_factory(replicas=1)
+    backend = SwarmBackend(SwarmTarget(service))
+    try:
+        stale = backend._inspect()
+        backend.scale_to(2)  # someone else's change in between
+        with pytest.raises(SwarmApiError, match="out of sequence"):
+            backend._write_replicas(stale, 3)
+        backend.scale_to(3)  # a fresh read: accepted
+        assert backend.desired_count() == 3
+    finally:
+        backend.close()
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")

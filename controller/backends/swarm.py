@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -151,19 +150,10 @@ class SwarmBackend:
 
     name = "swarm"
 
-    def __init__(
-        self,
-        target: SwarmTarget,
-        events: EventSink | None = None,
-        client_factory: Callable[[SwarmTarget], DockerClient] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, target: SwarmTarget, events: EventSink | None = None) -> None:
         self.target = target
         self.events = events or LogEventSink()
-        self._client_factory = client_factory or _docker_client
-        self._client: DockerClient | None = None
-        self._clock = clock
-        self._created_at = clock()
+        self._client: DockerClient | None = None  # made on first use, and again after a connection failure
         self._recorded: dict[str, set[str]] = {}  # task id -> the events recorded for it
         self._first_listing = True
 
@@ -304,7 +294,7 @@ class SwarmBackend:
 
     def _docker(self) -> DockerClient:
         if self._client is None:
-            self._client = self._client_factory(self.target)
+            self._client = _docker_client(self.target)
         return self._client
 
     def _call(self, what: str, operation: Callable[[DockerClient], T]) -> T:
