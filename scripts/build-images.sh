@@ -147,6 +147,11 @@ build "prewarm:$PREWARM_IMAGE_TAG" "$prewarm_inputs" . "${pip_args[@]}"
 if $content_tag; then
   docker tag "prewarm:$PREWARM_IMAGE_TAG" "prewarm:src-${prewarm_inputs:0:12}"
   PREWARM_IMAGE_TAG=src-${prewarm_inputs:0:12}
+  # Older content tags go (with their layers), unless a container still uses them.
+  for old in $(docker image ls --format '{{.Repository}}:{{.Tag}}' prewarm | grep '^prewarm:src-' || true); do
+    [ "$old" = "prewarm:$PREWARM_IMAGE_TAG" ] && continue
+    if [ -z "$(docker ps -aq --filter "ancestor=$old")" ]; then docker image rm "$old" >/dev/null 2>&1 || true; fi
+  done
 fi
 
 echo "POSTGRES_IMAGE=$POSTGRES_IMAGE"
