@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate venv clean
+.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup venv clean
 
 venv: $(VENV)/.installed
 
@@ -22,11 +22,22 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The container tests (pytest -m containers) run with the rest; whatever an interrupted run left of them (stacks,
+# services, containers, networks, volumes) is removed afterwards, pass or fail. Images stay cached.
 test: venv
 	scripts/ensure-system.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest; status=$$?; scripts/ensure-docker.sh --clean; exit $$status
+
+test-containers: venv
+	scripts/ensure-system.sh
+	$(BIN)/pytest -m containers; status=$$?; scripts/ensure-docker.sh --clean; exit $$status
+
+# The images compose.yaml needs, built here from Debian's packages (seconds when nothing changed).
+images:
+	scripts/ensure-docker.sh
+	scripts/build-images.sh
 
 bench-store: venv
 	scripts/ensure-system.sh
@@ -66,11 +77,15 @@ bench-forecast: venv
 	done
 	$(BIN)/python -m benchmarks.forecast_bounds
 
+bench-startup: venv
+	scripts/ensure-system.sh
+	$(BIN)/python -m benchmarks.replica_startup
+
 bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bench
 	$(BIN)/python -m benchmarks.simulate_bounds
 
-bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate
+bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup
 
 # Re-run the commands named by the result blocks of README.md and docs/ and put their output in place (~15 min).
 readme-results: venv

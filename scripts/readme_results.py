@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FILES = ("README.md", "docs/forecaster.md", "docs/simulator.md", "docs/control-plane.md")
+DEFAULT_FILES = (
+    "README.md",
+    "docs/forecaster.md",
+    "docs/simulator.md",
+    "docs/control-plane.md",
+    "docs/production.md",
+)
 BLOCK = re.compile(
     r"<!-- (?P<kind>text output|output) of: (?P<command>.+?) -->\n(?P<content>.*?)<!-- end of output -->",
     re.DOTALL,

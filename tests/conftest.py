@@ -97,3 +97,9 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = create_engine_for_url(database_url)
     yield engine
     engine.dispose()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The container tests (``-m containers``, minutes of Docker work) run after the rest, in their own order, so
+    that they neither delay the other tests nor share the machine's busiest minutes with them."""
+    items.sort(key=lambda item: item.get_closest_marker("containers") is not None)

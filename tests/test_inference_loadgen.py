@@ -176,3 +176,29 @@ def test_a_server_that_drops_every_request_fails_them_all() -> None:
     summary = result.summary()
     assert summary.sent == 5 and summary.ok == 0 and summary.errors == 5
     assert result.retried <= 5 and server.dropped == 5 + result.retried  # sent again at most once, failed again
+
+
+def test_connections_the_server_closed_while_idle_are_replaced() -> None:
+    """A server that drops idle keep-alive connections (an idle timeout, nginx reloading) must not starve the run:
+    the next requests open new connections instead of waiting for ones that are gone."""
+    port = free_port()
+    config = uvicorn.Config(
+        trivial_app(), host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        # a burst, 2.5 s of silence (the server closes every idle connection after 1 s), another burst
+        schedule = [RateStep(0.5, 40), RateStep(2.5, 0.0), RateStep(0.5, 40)]
+        summary = run_open_loop(
+            f"http://127.0.0.1:{port}/", b"{}", schedule, connections=4, timeout_s=2.0
+        ).summary()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert summary.sent == 40 and summary.ok == 40 and summary.errors == 0

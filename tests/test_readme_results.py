@@ -69,6 +69,10 @@ def test_the_slow_blocks_have_the_commands_tables() -> None:
             for policy in ("static-peak", "hpa", "kpa", "prewarm", "hpa-tuned", "oracle"):
                 assert f"| {policy}" in body
             assert "| goal | nasa | conv | code |" in body
+        if "replica_startup" in block.command:
+            assert "| local process: spawn to first ready probe |" in body
+            assert "| Swarm task: created to running and healthy |" in body
+            assert "Lead time (measured startup + margin" in body
 
 
 @pytest.mark.parametrize("key", QUICK)

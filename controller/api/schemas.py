@@ -12,7 +12,7 @@ from controller.policy import ScalingPolicy
 
 DEPLOYMENT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # a DNS-1123 label, valid as a Kubernetes name
 MAX_SAMPLES_PER_BATCH = 100_000
-Backend = Literal["local", "kubernetes", "keda", "dry-run"]
+Backend = Literal["local", "kubernetes", "keda", "swarm", "dry-run"]
 
 
 class _Body(BaseModel):

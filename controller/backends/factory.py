@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from controller.backends.base import BackendError, ReplicaBackend
 from controller.backends.local_events import EventSink, LogEventSink, StoreEventSink
 
-BACKENDS = ("local", "kubernetes", "keda", "dry-run")
+BACKENDS = ("local", "kubernetes", "keda", "swarm", "dry-run")
 
 
 def build_backend(
@@ -41,8 +41,17 @@ def build_backend(
 
             return KedaBackend(kubernetes)
         return kubernetes
+    if backend == "swarm":
+        from controller.backends.swarm import SwarmBackend, SwarmTarget
+
+        try:
+            swarm_target = SwarmTarget.from_config(backend_config, default_name=name)
+        except (TypeError, ValueError) as error:
+            raise BackendError(f"deployment {name!r}: {error}") from error
+        return SwarmBackend(swarm_target, events=_events(engine, name))
     if backend == "local":
         from controller.backends.local import LocalProcessBackend
+
         return LocalProcessBackend.from_deployment(
             name, model, backend_config, state_root, events=_events(engine, name)
         )

@@ -33,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="A fixed replica not managed by a backend (repeatable); disables the registry unless given too.",
     )
     parser.add_argument(
+        "--discover",
+        default=None,
+        metavar="NAME:PORT",
+        help="Follow the replicas by DNS instead of a backend's registry: every address of NAME (e.g. Swarm's "
+        "tasks.SERVICE), re-resolved every second (inference/gateway/discovery.py).",
+    )
+    parser.add_argument(
         "--proxy",
         choices=["python", "nginx"],
         default=None,
@@ -55,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     registry_dir: Path | None
     if args.registry_dir is not None:
         registry_dir = Path(args.registry_dir)
-    elif args.upstream:
+    elif args.upstream and not args.discover:
         registry_dir = None
     else:
         registry_dir = Path(settings.replica_state_dir) / args.deployment
@@ -81,8 +88,20 @@ def run(args: argparse.Namespace) -> int:
         grpc_host=host,  # gRPC is served by the gateway itself, also in front of nginx (docs/gateway.md)
     )
     writer = None if args.no_store else BatchWriter(store_writer(settings.database_url))
+    discovery = None
+    if args.discover:
+        from inference.gateway.discovery import DnsDiscovery, DnsTarget
+
+        assert registry_dir is not None
+        try:
+            target = DnsTarget.parse(args.discover)
+        except ValueError as error:
+            log.error("--discover: %s", error)
+            return 2
+        discovery = DnsDiscovery(target, registry_dir, args.deployment)
 
     async def main() -> None:
+        background = [asyncio.create_task(discovery.run())] if discovery is not None else []
         gateway = Gateway(config, writer)
         await gateway.start()
         frontend = None
@@ -110,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         if frontend is not None:
             await frontend.stop()
         await gateway.stop()
+        for task in background:
+            task.cancel()
 
     try:
         import uvloop

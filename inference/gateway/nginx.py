@@ -40,6 +40,9 @@ http {{
   keepalive_timeout {keepalive_timeout_ms}ms;
   large_client_header_buffers {header_buffers} {header_buffer_bytes};
   proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
   {upstream}
   server {{
     listen {host}:{port};
