@@ -26,6 +26,14 @@ from tests.tcp_proxy import TcpProxy
 NOW = float(int(time.time()))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_now() -> None:
+    """Each test starts at the current second: the store rejects samples far from the real clock, and a suite can
+    take longer than that between collecting this module and running a test."""
+    global NOW
+    NOW = float(int(time.time()))
+
+
 def _create(engine: Engine, name: str = "digits", policy: ScalingPolicy | None = None, **bounds: int) -> int:
     with session_factory(engine)() as session:
         deployment = repository.create_deployment(
@@ -44,7 +52,8 @@ def _create(engine: Engine, name: str = "digits", policy: ScalingPolicy | None =
         return deployment.id
 
 
-def _feed(engine: Engine, metric: str, value: float, seconds: int = 60, end: float = NOW) -> None:
+def _feed(engine: Engine, metric: str, value: float, seconds: int = 60, end: float | None = None) -> None:
+    end = NOW if end is None else end
     MetricsStore(engine).insert_samples(
         [Sample("digits", metric, end - i, value) for i in range(seconds)], now=end + 1
     )
