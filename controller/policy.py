@@ -190,12 +190,6 @@ class ScalingPolicy(BaseModel):
             raise ValueError("budget_money_per_hour needs price_per_replica_hour > 0 to be enforced")
         return self
 
-    def refit_interval_s(self, history_s: float) -> float:
-        """Seconds until the next refit for a forecast fitted on ``history_s`` of history: often while it is
-        short, ``forecast_refit_interval_s`` once it is long."""
-        young = max(self.forecast_step_s, self.forecast_refit_history_fraction * max(0.0, history_s))
-        return min(self.forecast_refit_interval_s, young)
-
     @property
     def forecast_rps_per_replica(self) -> float:
         """Load one replica is planned to carry from the upper forecast band: capacity x forecast utilisation."""

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from controller.api.forecast_refresh import ForecasterUnavailable
+from controller.forecast_job import ForecastJob
 from controller.loop import ReconcileLoop
-from forecaster.job import ForecastJob
 
 logger = logging.getLogger(__name__)
 

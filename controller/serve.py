@@ -11,10 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from controller.forecast_job import ForecastJob
 from controller.loop import MetricsSource, ReconcileLoop
 from controller.runtime import ControllerRuntime
 from controller.sources.store import RecordingSource, StoreSource
-from forecaster.job import ForecastJob
 from prewarm.db import migrate
 from prewarm.db.engine import create_engine_for_url
 from prewarm.db.store import MetricsStore

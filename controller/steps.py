@@ -41,17 +41,34 @@ def metrics_fresh(policy: ScalingPolicy, obs: Observations, now: float) -> bool:
     return obs.last_sample_ts is not None and now - obs.last_sample_ts <= policy.max_metrics_age_s
 
 
+@dataclass(frozen=True)
+class LeadTime:
+    """How far ahead capacity must be asked for: replica startup plus the policy's margin."""
+
+    lead_s: float
+    startup_s: float
+    measured: bool  # False: the policy's default startup, nothing measured yet
+
+    @property
+    def reason(self) -> Reason:
+        origin = "measured startup" if self.measured else "default startup (not measured yet)"
+        margin = self.lead_s - self.startup_s
+        return Reason("lead-time", f"{origin} {self.startup_s:.0f} s + margin {margin:.0f} s = {self.lead_s:.0f} s")
+
+
+def lead_time(policy: ScalingPolicy, measured_startup_s: float | None) -> LeadTime:
+    """The one definition of the lead time (decide(), the forecast plan and the simulator use it): the measured
+    replica startup, or the policy's default until one is measured, plus ``lead_time_margin_s``."""
+    if measured_startup_s is not None and math.isfinite(measured_startup_s) and measured_startup_s >= 0:
+        return LeadTime(measured_startup_s + policy.lead_time_margin_s, measured_startup_s, True)
+    startup = policy.default_replica_startup_s
+    return LeadTime(startup + policy.lead_time_margin_s, startup, False)
+
+
 def lead_time_s(policy: ScalingPolicy, obs: Observations) -> tuple[float, Reason]:
-    """Measured replica startup (or the policy's default until measured) plus the margin."""
-    measured = obs.replica_startup_s
-    if measured is not None and math.isfinite(measured) and measured >= 0:
-        startup, origin = measured, "measured startup"
-    else:
-        startup, origin = policy.default_replica_startup_s, "default startup (not measured yet)"
-    lead = startup + policy.lead_time_margin_s
-    return lead, Reason(
-        "lead-time", f"{origin} {startup:.0f} s + margin {policy.lead_time_margin_s:.0f} s = {lead:.0f} s"
-    )
+    """The lead time for these observations (their measured startup) and its reason."""
+    lead = lead_time(policy, obs.replica_startup_s)
+    return lead.lead_s, lead.reason
 
 
 @dataclass(frozen=True)

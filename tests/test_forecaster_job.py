@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from controller.forecast_job import ForecastJob, ForecastWorker
 from controller.policy import ScalingPolicy
-from forecaster.job import ForecastJob, ForecastWorker
 from prewarm import metric_names
 from prewarm.db.models import Deployment, ForecastPoint, ForecastRun, Policy
 from prewarm.db.store import MetricsStore, Sample
