@@ -29,13 +29,17 @@ TRACES = {
     "nasa": "nasa_http_jul1995_1min.csv",
     "conv": "azure_llm_conv_2023_1s.csv",
     "code": "azure_llm_code_2023_1s.csv",
+    # Smooth demand with a steady daily rhythm (scripts/synthetic_trace.py): "tune" chose the defaults of the
+    # utilisation step, "show" played no part in choosing them (docs/simulator.md).
+    "tune": "synthetic_smooth_tune_1min.csv",
+    "show": "synthetic_smooth_show_1min.csv",
 }
 PEAK_REPLICAS = 20
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--traces", default="nasa,conv,code")
+    parser.add_argument("--traces", default=",".join(TRACES))
     parser.add_argument("--report-dir", type=Path, default=None)
     parser.add_argument("--forecast-model", default="profile", help="prewarm's forecast model (or auto)")
     parser.add_argument("--policy-file", type=Path, default=None, help="JSON ScalingPolicy for prewarm")
@@ -88,7 +92,8 @@ def main() -> None:
                 print(f"- {'met' if goal.met else 'MISSED'}: {goal.name}: {goal.detail}")
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.elapsed_s.items())
         print(
-            f"\nwall time {total:.1f} s ({timings}); prewarm sources {result.prewarm_sources}, refits {result.prewarm_refits}"
+            f"\nwall time {total:.1f} s ({timings}); prewarm sources {result.prewarm_sources}, refits "
+            f"{result.prewarm_refits} by model {result.prewarm_models}"
         )
         if args.report_dir:
             write_report(result, args.report_dir / trace.name)

@@ -36,7 +36,7 @@ class ModelScore:
     fit_s: float  # mean seconds per fit+predict
     origins: int
     failures: int  # origins where the model raised (scored with the naive fallback's numbers)
-    fallbacks: int  # origins where the model handed over to a simpler one
+    fallbacks: int  # origins where the model handed over to a simpler one, or ran without what it needs (notes)
     coverage_own: float = math.nan  # share inside the model's own (uncalibrated) band
     pinball_upper_own: float = math.nan  # the same loss for the model's own upper band
     above_upper: float = math.nan  # share of actual values above the calibrated upper band (nominal 1 - q_high)
@@ -178,7 +178,7 @@ def backtest(
             done.residuals.append(band_residuals(raw, actual, ref))
             if k < scored_from:
                 continue
-            if raw.model != model.name:
+            if raw.model != model.name or raw.notes:
                 fallbacks += 1
             seen = np.isfinite(actual)
             a = actual[seen]

@@ -47,6 +47,8 @@ from forecaster.types import DEFAULT_QUANTILES, Forecast, History
 log = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
+# An assessment in which some candidate lacked the history it needs is redone once the history has grown by half.
+PROVISIONAL_GROWTH = 1.5
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,9 @@ def run_pipeline(
         or state.assessed_at is None
         or (now - state.assessed_at) * compression >= plan.reselect_interval_s
         or (name != "auto" and selection.model_name != name)
-    )
+        or (selection.provisional and model_history.observed_count() * model_history.step_s
+            >= PROVISIONAL_GROWTH * selection.history_s)
+    )  # fmt: skip
     if stale:
         candidates = plan.candidates if name == "auto" else (name,)
         try:

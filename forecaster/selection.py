@@ -27,10 +27,17 @@ class Selection:
     model_name: str
     recent_mae: float | None
     result: BacktestResult | None
+    history_s: float = 0.0  # observed history the assessment had
 
     @property
     def scored(self) -> bool:
         return self.result is not None
+
+    @property
+    def provisional(self) -> bool:
+        """Some candidate lacked the history it needs (it fell back, e.g. a daily profile before two days): the
+        choice may change as soon as the history grows."""
+        return self.result is not None and any(s.fallbacks for s in self.result.scores.values())
 
     @property
     def residuals(self) -> Residuals | None:
@@ -56,8 +63,9 @@ def select_model(
     horizon_steps = max(1, math.ceil(horizon_s / step_s - 1e-9))
     horizon_span_s = horizon_steps * step_s
     usable_s = history.span_s - step_s  # an origin needs at least one value before it
+    observed_s = history.observed_count() * step_s
     if usable_s < horizon_span_s or history.observed_count() < 2 * horizon_steps:
-        return Selection("profile", None, None)
+        return Selection("profile", None, None, observed_s)
     eval_s = max(horizon_span_s, min(eval_s, usable_s / 2))  # at least one origin with a whole horizon
     calibration_s = min(eval_s, usable_s - eval_s)
     every_s = min(every_s, max(step_s, (eval_s - horizon_span_s) / 4))
@@ -75,4 +83,4 @@ def select_model(
         "selected %s (pinball %.4g, coverage %.3f over %d origins)",
         chosen.name, chosen.pinball_upper, chosen.coverage, result.origins,
     )  # fmt: skip
-    return Selection(chosen.name, chosen.mae, result)
+    return Selection(chosen.name, chosen.mae, result, observed_s)

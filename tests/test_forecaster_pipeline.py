@@ -171,3 +171,18 @@ def test_only_targets_observed_before_the_history_end_become_residuals() -> None
     residuals = residuals_since(result.forecast, later_history, ref=200.0, since_ts=now - 60)
     assert residuals.target_ts.size == 5  # the five bins observed since now (the forecast starts at now)
     assert residuals.target_ts.max() < later_history.end_ts
+
+
+def test_a_choice_made_before_a_candidate_had_its_history_is_redone_as_the_history_grows() -> None:
+    p = plan(model="auto", history_s=7 * DAY_S, selection_eval_s=DAY_S, reselect_interval_s=DAY_S)
+    now = T0 + 8 * DAY_S
+    born = now - 1.5 * DAY_S  # the daily profile needs two days
+    first, state = run_pipeline(history_for(p, now, born), p, PipelineState(), now)
+    assert first is not None and first.selection is not None and first.selection.provisional
+    soon = now + 6 * 3600  # 1.75 days of history: not yet grown by half
+    second, state = run_pipeline(history_for(p, soon, born), p, state, soon)
+    assert second is not None and second.selection is first.selection
+    grown = now + 0.75 * DAY_S  # 2.25 days: redone, and the daily profile now wins
+    third, _ = run_pipeline(history_for(p, grown, born), p, state, grown)
+    assert third is not None and third.selection is not first.selection
+    assert third.selection is not None and third.selection.model_name == "profile"
