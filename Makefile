@@ -59,6 +59,7 @@ bench-forecast: venv
 bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bench
 	$(BIN)/python -m benchmarks.simulate_bounds
+	$(BIN)/python -m benchmarks.simulate_tuning
 
 bench: bench-store bench-replica bench-gateway bench-forecast bench-simulate
 

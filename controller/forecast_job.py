@@ -140,8 +140,8 @@ class ForecastJob:
             "calibration": {
                 "residuals": result.calibration.residuals,
                 "applied": result.calibration.applied,
-                "upper_shift": result.calibration.upper_shift,
-                "lower_shift": result.calibration.lower_shift,
+                "upper_scale": result.calibration.upper_scale,
+                "lower_scale": result.calibration.lower_scale,
             },
         }
         if scored is not None:

@@ -1,12 +1,12 @@
 """Calibrated bands: every model's band is corrected by its own recent forecast errors, the same way for all models.
 
-Split-conformal on each side of the band (conformalised quantile regression): for every past forecast whose target
-has since been observed, the *residual* of each band edge is ``(actual - edge) / scale``, with ``scale`` the
-expected error size at the forecast's level (``bands.error_scale``: Poisson-like when low, proportional when high, so
-residuals from a quiet night and a busy afternoon are comparable). A new forecast's upper edge is moved by the
-``q_high`` quantile of the upper residuals of the recent past (``lower`` by the ``q_low`` quantile of the lower
-ones), scaled to the new forecast's level. If the model's band was too narrow it widens, too wide it narrows, so the
-share of actual values below the upper edge is ``q_high`` over the recent past, whatever the model.
+Split-conformal with the model's own band as the unit (quantile scaling): for every past forecast whose target has
+since been observed, the *score* of the upper half of the band is ``(actual - point) / (upper - point)`` and of the
+lower half ``(point - actual) / (point - lower)``. A new forecast's upper half is multiplied by the conformal
+``q_high`` quantile of the recent upper scores, its lower half by the ``1 - q_low`` quantile of the lower ones. A
+band that was too narrow widens, one too wide narrows, each model keeping the shape of its own band (wider where it
+knows it is less sure); the share of actual values above the upper edge is ``1 - q_high`` over the recent past,
+whatever the model. The point is never changed.
 
 Residuals come from rolling-origin backtests (``forecaster.backtest``) and from the forecasts a deployment's
 pipeline made itself (``forecaster.pipeline``), and are kept for a window of recent time.
@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from forecaster.bands import error_scale, reference_level
+from forecaster.bands import reference_level
 from forecaster.types import FloatArray, Forecast, History
 
 # Fewer residuals than this and the band stays the model's own (the quantiles would be guesses).
@@ -28,12 +28,12 @@ MIN_RESIDUALS = 20
 
 @dataclasses.dataclass(frozen=True)
 class Residuals:
-    """Scaled errors of one model's past band edges at the targets that have been observed since."""
+    """Scores of one model's past bands at the targets that have been observed since."""
 
     model: str
     target_ts: FloatArray
-    upper: FloatArray  # (actual - upper edge) / scale
-    lower: FloatArray  # (actual - lower edge) / scale
+    upper: FloatArray  # (actual - point) / (upper - point)
+    lower: FloatArray  # (point - actual) / (point - lower)
 
     @classmethod
     def empty(cls, model: str) -> Residuals:
@@ -70,13 +70,23 @@ def band_residuals(forecast: Forecast, actual: FloatArray, ref: float) -> Residu
     ``ref`` is the reference level of the history the forecast was made from (``bands.reference_level``).
     """
     actual = np.asarray(actual, dtype=np.float64)
-    scale = error_scale(forecast.point, ref)
+    up, down = half_widths(forecast, ref)
     observed = np.isfinite(actual)
     return Residuals(
         asked_model(forecast),
         forecast.target_ts[observed],
-        ((actual - forecast.upper) / scale)[observed],
-        ((actual - forecast.lower) / scale)[observed],
+        ((actual - forecast.point) / up)[observed],
+        ((forecast.point - actual) / down)[observed],
+    )
+
+
+def half_widths(forecast: Forecast, ref: float) -> tuple[FloatArray, FloatArray]:
+    """The model's own band, above and below its point: the unit its residuals are measured in (a band never
+    narrower than a thousandth of the reference level, so a collapsed band still has a unit)."""
+    floor = 1e-3 * max(ref, 1e-9)
+    return (
+        np.maximum(forecast.upper - forecast.point, floor),
+        np.maximum(forecast.point - forecast.lower, floor),
     )
 
 
@@ -106,11 +116,11 @@ def conformal_quantile(values: FloatArray, q: float) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Calibration:
-    """What calibration did to one forecast: how many residuals it used and the two shifts (in error scales)."""
+    """What calibration did to one forecast: how many residuals it used and the factors on the two band halves."""
 
     residuals: int
-    upper_shift: float
-    lower_shift: float
+    upper_scale: float
+    lower_scale: float
 
     @property
     def applied(self) -> bool:
@@ -120,23 +130,24 @@ class Calibration:
 def calibrate(
     forecast: Forecast, residuals: Residuals | None, ref: float
 ) -> tuple[Forecast, Calibration]:
-    """``forecast`` with both band edges moved by the conformal quantiles of ``residuals`` (its own model's).
+    """``forecast`` with each half of its band scaled by the conformal quantile of ``residuals`` (its own model's).
 
     Fewer than ``MIN_RESIDUALS`` residuals, or residuals of another model (after a fallback), leave it unchanged.
     The point forecast is never changed.
     """
     if residuals is None or residuals.model != asked_model(forecast) or len(residuals) < MIN_RESIDUALS:
-        return forecast, Calibration(0 if residuals is None else len(residuals), 0.0, 0.0)
+        return forecast, Calibration(0 if residuals is None else len(residuals), 1.0, 1.0)
     q_low, q_high = forecast.quantiles
-    shift_up = conformal_quantile(residuals.upper, q_high)
-    shift_low = conformal_quantile(residuals.lower, q_low)
-    scale = error_scale(forecast.point, ref)
-    upper = np.maximum(forecast.upper + shift_up * scale, forecast.point)
-    lower = np.minimum(np.maximum(forecast.lower + shift_low * scale, 0.0), forecast.point)
+    scale_up = conformal_quantile(residuals.upper, q_high)
+    scale_down = conformal_quantile(residuals.lower, 1.0 - q_low)
+    up, down = half_widths(forecast, ref)
+    upper = np.maximum(forecast.point + scale_up * up, forecast.point)
+    lower = np.minimum(np.maximum(forecast.point - scale_down * down, 0.0), forecast.point)
     calibrated = dataclasses.replace(forecast, upper=upper, lower=lower)
-    return calibrated, Calibration(len(residuals), shift_up, shift_low)
+    return calibrated, Calibration(len(residuals), scale_up, scale_down)
 
 
 def history_reference(history: History) -> float:
-    """The reference level residuals are scaled with (the mean of the observed history)."""
+    """The reference level of a history (the mean of its observed values): the smallest band half is a thousandth
+    of it."""
     return reference_level(history.values)

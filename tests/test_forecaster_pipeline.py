@@ -140,16 +140,18 @@ def test_the_band_is_calibrated_from_the_assessment_then_from_its_own_forecasts(
     assert state.residuals.target_ts.min() >= later - p.selection_eval_s  # older ones are forgotten
 
 
-def test_calibration_moves_each_edge_by_the_conformal_quantile_of_its_residuals() -> None:
+def test_calibration_scales_each_half_of_the_band_by_the_conformal_quantile_of_its_scores() -> None:
     p = plan(model="ma")
     now = T0 + 3 * DAY_S
     result, _ = run_pipeline(history_for(p, now), p, PipelineState(), now)
     assert result is not None
     raw = dataclasses.replace(result.forecast, requested_model="ma")
-    memory = Residuals("ma", np.arange(100.0), np.full(100, 2.0), np.full(100, -1.0))
+    memory = Residuals("ma", np.arange(100.0), np.full(100, 2.0), np.full(100, 0.5))
     calibrated, calibration = calibrate(raw, memory, ref=1.0)
-    assert calibration.applied and calibration.upper_shift == 2.0 and calibration.lower_shift == -1.0
-    assert np.all(calibrated.upper > raw.upper) and np.all(calibrated.point == raw.point)
+    assert calibration.applied and calibration.upper_scale == 2.0 and calibration.lower_scale == 0.5
+    np.testing.assert_allclose(calibrated.upper - raw.point, 2.0 * (raw.upper - raw.point))
+    np.testing.assert_allclose(raw.point - calibrated.lower, 0.5 * (raw.point - raw.lower))
+    assert np.all(calibrated.point == raw.point)
     other_model = Residuals("naive", memory.target_ts, memory.upper, memory.lower)
     assert calibrate(raw, other_model, ref=1.0)[0] is raw
     too_few = memory.between(0, MIN_RESIDUALS - 1)
