@@ -1,14 +1,16 @@
-"""Simulator benchmark: the shared traces scaled so their peak needs about 20 replicas, every policy, timed.
+"""Simulator benchmark: five traces scaled so their peak needs about 20 replicas, every policy, timed.
 
-    .venv/bin/python -m benchmarks.simulate_bench [--traces nasa,conv,code] [--report-dir DIR]
+    .venv/bin/python -m benchmarks.simulate_bench [--traces nasa,conv,code,tune,show] [--report-dir DIR]
                                                   [--forecast-model profile] [--policy-file P]
                                                   [--capacity RPS] [--prewarm-s S] [--brief]
 
 Prints, per trace, the policy table, the goals and the wall time of each policy's simulation, then one table of the
-goals across traces (``--brief``: only the tables and wall times). prewarm runs with the default ScalingPolicy except
-its forecast model (``profile`` unless told otherwise: ``auto`` re-selects by backtest and then often picks
-Holt-Winters, whose ~0.3 s fits at every 15-minute refit make the 28-day NASA run about 2.5x slower; docs/simulator.md
-has the measured figures).
+goals across traces (``--brief``: only the tables and wall times). The traces: the three shared ones (NASA July
+1995, Azure LLM conversation and code) and two synthetic ones of smooth demand with a steady daily rhythm
+(scripts/synthetic_trace.py): ``tune`` chose the defaults of decide()'s utilisation step, ``show`` played no part
+in choosing them. prewarm runs with the default ScalingPolicy except its forecast model (``profile`` unless told
+otherwise: ``auto`` assesses every candidate by backtest once a simulated day, which costs seconds per day of trace
+when Holt-Winters is among them; docs/simulator.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from forecaster.backtest import BacktestResult, backtest
 from forecaster.calibration import Residuals
-from forecaster.registry import DEFAULT_CANDIDATES, make_model
+from forecaster.registry import DEFAULT_CANDIDATES, FALLBACK_CHAIN, make_model
 from forecaster.types import DEFAULT_QUANTILES, History
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def select_model(
     ``every_s``, bands calibrated on the ``eval_s`` before); the lowest pinball loss of the upper band wins.
 
     A short history is split in halves (calibration, then scoring). With too little history for even one origin,
-    the first fallback model is chosen without a score.
+    the only candidate, or the first fallback model, is chosen without a score.
     """
     step_s = history.step_s
     horizon_steps = max(1, math.ceil(horizon_s / step_s - 1e-9))
@@ -65,7 +65,8 @@ def select_model(
     usable_s = history.span_s - step_s  # an origin needs at least one value before it
     observed_s = history.observed_count() * step_s
     if usable_s < horizon_span_s or history.observed_count() < 2 * horizon_steps:
-        return Selection("profile", None, None, observed_s)
+        unscored = candidates[0] if len(candidates) == 1 else FALLBACK_CHAIN[0]
+        return Selection(unscored, None, None, observed_s)
     eval_s = max(horizon_span_s, min(eval_s, usable_s / 2))  # at least one origin with a whole horizon
     calibration_s = min(eval_s, usable_s - eval_s)
     every_s = min(every_s, max(step_s, (eval_s - horizon_span_s) / 4))

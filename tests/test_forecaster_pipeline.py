@@ -188,3 +188,15 @@ def test_a_choice_made_before_a_candidate_had_its_history_is_redone_as_the_histo
     third, _ = run_pipeline(history_for(p, grown, born), p, state, grown)
     assert third is not None and third.selection is not first.selection
     assert third.selection is not None and third.selection.model_name == "profile"
+
+
+def test_a_fixed_model_keeps_its_own_residuals_while_its_history_is_too_young_to_score() -> None:
+    p = plan(model="ma")
+    now = T0 + 3 * DAY_S
+    born = now - 180  # too short to score: the assessment is unscored
+    first, state = run_pipeline(history_for(p, now, born), p, PipelineState(), now)
+    assert first is not None and first.selection is not None and first.selection.model_name == "ma"
+    later = now + 120
+    second, state = run_pipeline(history_for(p, later, born), p, state, later)
+    assert second is not None and state.residuals is not None and state.residuals.model == "ma"
+    assert len(state.residuals) > 0  # the first forecast's observed targets
