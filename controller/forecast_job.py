@@ -148,7 +148,9 @@ class ForecastJob:
             detail["recent_pinball_upper"] = scored.pinball_upper
             detail["recent_coverage"] = scored.coverage
         if selection is not None and selection.result is not None:
-            detail["selection"] = {n: round(s.pinball_upper, 6) for n, s in selection.result.scores.items()}
+            scores = selection.result.scores
+            detail["selection"] = {n: round(s.mae, 6) for n, s in scores.items()}  # backtest MAE, as before
+            detail["selection_pinball_upper"] = {n: round(s.pinball_upper, 6) for n, s in scores.items()}
         with session_factory(self.engine)() as session, session.begin():
             run = ForecastRun(
                 deployment_id=deployment_id,
