@@ -84,6 +84,7 @@ bench-startup: venv
 bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bench
 	$(BIN)/python -m benchmarks.simulate_bounds
+	$(BIN)/python -m benchmarks.simulate_tuning
 
 bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup
 

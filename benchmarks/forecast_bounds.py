@@ -1,4 +1,5 @@
-"""How low can a forecaster's MAE go on the NASA backtest? Reference points that no causal model can beat.
+"""How low can a forecaster's MAE and upper-band loss go on the NASA backtest? Reference points no causal model can
+beat.
 
     .venv/bin/python -m benchmarks.forecast_bounds
 
@@ -13,6 +14,11 @@ Same definition as ``prewarm forecast backtest --horizon-s 600 --every-s 3600 --
   target minute, the profile itself, the raw levels, the last value, and the truth around the target minute a day
   and a week earlier). A linear model of these inputs fitted causally cannot beat this in-sample fit;
 - the goal of issue 5 (10 % below Holt-Winters' 11.45) for comparison.
+
+The same three kinds of reference for the pinball loss of the upper band (quantile 0.9), the forecaster's headline
+figure: the best flat upper line over each horizon knowing its 10 values (their 0.9 quantile), and a ``QuantReg``
+at q = 0.9 over the same causal inputs fitted on the evaluation answers (cheating), beside the goal of issue 14
+(0.9 x the best calibrated pinball loss of Holt-Winters and Prophet, from ``make bench-forecast``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.regression.quantile_regression import QuantReg
 
+from forecaster.backtest import pinball
 from forecaster.profile import DailyProfile
 from forecaster.types import History
 from prewarm.traces import TRACES_DIR, load_trace
@@ -30,6 +37,10 @@ from prewarm.traces import TRACES_DIR, load_trace
 DAY_S = 86_400.0
 HALFLIVES_MIN = (1, 2, 4, 8, 16, 32, 64)
 HOLT_WINTERS_MAE = 11.45  # measured by `make bench-forecast` (README)
+# The best of Holt-Winters' and Prophet's calibrated upper-band pinball loss, measured by `make bench-forecast` (the
+# NASA backtest block in README.md).
+BASELINE_PINBALL = 2.843
+Q_HIGH = 0.9
 
 
 def causal_inputs(history: History, horizon_steps: int) -> np.ndarray:
@@ -91,6 +102,9 @@ def main() -> None:
     inputs = np.concatenate(rows)
     fit = QuantReg(actual.reshape(-1), inputs).fit(q=0.5, max_iter=5000)
     in_sample = np.asarray(fit.predict(inputs)).reshape(actual.shape)
+    fit_upper = QuantReg(actual.reshape(-1), inputs).fit(q=Q_HIGH, max_iter=5000)
+    in_sample_upper = np.asarray(fit_upper.predict(inputs)).reshape(actual.shape)
+    flat_upper = np.quantile(actual, Q_HIGH, axis=1, keepdims=True)
 
     print(f"{trace.name}: {len(origins)} origins x {h} steps of {step:g} s\n")
     print("| reference | MAE |")
@@ -104,6 +118,21 @@ def main() -> None:
         f"{np.abs(actual - in_sample).mean():.3f} |"
     )
     print(f"| goal: 10 % below Holt-Winters ({HOLT_WINTERS_MAE}) | {0.9 * HOLT_WINTERS_MAE:.3f} |")
+    print()
+    print(f"| reference | pinball loss of the upper band (q {Q_HIGH:g}) |")
+    print("|---|---:|")
+    print(
+        f"| best flat upper line over each horizon, knowing it (non-causal) | "
+        f"{pinball(actual, flat_upper, Q_HIGH).mean():.3f} |"
+    )
+    print(
+        f"| quantile regression on profile's causal inputs, fitted on the evaluation answers (cheating) | "
+        f"{pinball(actual, in_sample_upper, Q_HIGH).mean():.3f} |"
+    )
+    print(
+        f"| goal: 0.9 x the best calibrated Holt-Winters / Prophet ({BASELINE_PINBALL}) | "
+        f"{0.9 * BASELINE_PINBALL:.3f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
-"""Simulator benchmark: the shared traces scaled so their peak needs about 20 replicas, every policy, timed.
+"""Simulator benchmark: five traces scaled so their peak needs about 20 replicas, every policy, timed.
 
-    .venv/bin/python -m benchmarks.simulate_bench [--traces nasa,conv,code] [--report-dir DIR]
+    .venv/bin/python -m benchmarks.simulate_bench [--traces nasa,conv,code,tune,show] [--report-dir DIR]
                                                   [--forecast-model profile] [--policy-file P]
                                                   [--capacity RPS] [--prewarm-s S] [--brief]
 
 Prints, per trace, the policy table, the goals and the wall time of each policy's simulation, then one table of the
-goals across traces (``--brief``: only the tables and wall times). prewarm runs with the default ScalingPolicy except
-its forecast model (``profile`` unless told otherwise: ``auto`` re-selects by backtest and then often picks
-Holt-Winters, whose ~0.3 s fits at every 15-minute refit make the 28-day NASA run about 2.5x slower; docs/simulator.md
-has the measured figures).
+goals across traces (``--brief``: only the tables and wall times). The traces: the three shared ones (NASA July
+1995, Azure LLM conversation and code) and two synthetic ones of smooth demand with a steady daily rhythm
+(scripts/synthetic_trace.py): ``tune`` chose the defaults of decide()'s utilisation step, ``show`` played no part
+in choosing them. prewarm runs with the default ScalingPolicy except its forecast model (``profile`` unless told
+otherwise: ``auto`` assesses every candidate by backtest once a simulated day, which costs seconds per day of trace
+when Holt-Winters is among them; docs/simulator.md).
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ TRACES = {
     "nasa": "nasa_http_jul1995_1min.csv",
     "conv": "azure_llm_conv_2023_1s.csv",
     "code": "azure_llm_code_2023_1s.csv",
+    # Smooth demand with a steady daily rhythm (scripts/synthetic_trace.py): "tune" chose the defaults of the
+    # utilisation step, "show" played no part in choosing them (docs/simulator.md).
+    "tune": "synthetic_smooth_tune_1min.csv",
+    "show": "synthetic_smooth_show_1min.csv",
 }
 PEAK_REPLICAS = 20
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--traces", default="nasa,conv,code")
+    parser.add_argument("--traces", default=",".join(TRACES))
     parser.add_argument("--report-dir", type=Path, default=None)
     parser.add_argument("--forecast-model", default="profile", help="prewarm's forecast model (or auto)")
     parser.add_argument("--policy-file", type=Path, default=None, help="JSON ScalingPolicy for prewarm")
@@ -88,7 +94,8 @@ def main() -> None:
                 print(f"- {'met' if goal.met else 'MISSED'}: {goal.name}: {goal.detail}")
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.elapsed_s.items())
         print(
-            f"\nwall time {total:.1f} s ({timings}); prewarm sources {result.prewarm_sources}, refits {result.prewarm_refits}"
+            f"\nwall time {total:.1f} s ({timings}); prewarm sources {result.prewarm_sources}, refits "
+            f"{result.prewarm_refits} by model {result.prewarm_models}"
         )
         if args.report_dir:
             write_report(result, args.report_dir / trace.name)

@@ -7,7 +7,10 @@ No I/O, no clock, no database: everything comes in as arguments, the memory betw
 2. lead time = measured replica startup (or the default) + margin;
 3. predictive: replicas for the upper forecast band over [now, now + lead + horizon]; a missing, stale, NaN,
    negative or absurd forecast, or a reactive-only override, leaves it out with a reason;
-4. reactive: HPA ratio form on CPU / memory / p95 latency / queue, with Knative's panic mode;
+3b. utilisation: how close to capacity the band is planned, from the forecast's own measured error (its
+   calibrated band): tight bands plan hotter than ``forecast_utilisation``, up to ``forecast_utilisation_max``;
+4. reactive: HPA ratio form on load / CPU / memory / p95 latency / queue, with Knative's panic mode; while a usable
+   forecast plans hot, the load and CPU thresholds are its planned utilisation (they catch a wrong forecast);
 5. combine: the larger of predictive and reactive (reactive alone, with its hold band, without a forecast);
    no fresh metrics and no forecast keeps the current count; while the metrics cover less than half the stable
    window (warm-up), no scale-down;
@@ -54,8 +57,12 @@ def decide(
     pred = steps.predictive(
         policy, observations, forecast, now, lead_s, OverrideKind.REACTIVE_ONLY in kinds, fresh
     )
+    hot: float | None = None
+    if pred.utilisation is not None and pred.utilisation.band_width is not None:  # a band to measure
+        reasons.append(pred.utilisation.reason)
+        hot = pred.utilisation.planned if pred.utilisation.hot else None
     reasons.append(pred.reason)
-    react = steps.reactive(policy, observations, state, now, fresh)
+    react = steps.reactive(policy, observations, state, now, fresh, hot)
     reasons.append(react.reason)
 
     if pred.replicas is not None:
@@ -152,4 +159,5 @@ def decide(
         reactive=react.needed,
         forecast_upper_rps=pred.upper_rps,
         lead_time_s=lead_s,
+        planned_utilisation=pred.utilisation.planned if pred.utilisation is not None else None,
     )

@@ -116,6 +116,7 @@ class Decision:
     reactive: int | None = None
     forecast_upper_rps: float | None = None  # the upper band's peak over the window, when used
     lead_time_s: float = math.nan
+    planned_utilisation: float | None = None  # fraction of capacity the upper band was planned at, when used
 
     @property
     def reason_texts(self) -> list[str]:

@@ -635,6 +635,7 @@ class ReconcileLoop:
             "source": decision.source if decision else None,
             "reasons": decision.reason_texts if decision else [],
             "forecast_upper_rps": decision.forecast_upper_rps if decision else None,
+            "planned_utilisation": decision.planned_utilisation if decision else None,
             "owner": self.identity,
             "decided_at": runtime.decided_at,
             "error": (

@@ -243,7 +243,7 @@ class InputReader:
             run = runs.get(run_id)
             if run is not None:
                 key = (run.created_at.timestamp(), run_id)
-                self._forecasts[deployment_id] = (key, forecast_input(run, points[run_id]))
+                self._forecasts[deployment_id] = (key, stored_forecast_input(run, points[run_id]))
 
     def _refresh_startups(self, session: Session, ids: Sequence[int], now: float) -> None:
         stale = [d for d in ids if now - self._startups.get(d, (-1e18, None))[0] >= self.startup_ttl_s]
@@ -277,7 +277,7 @@ class InputReader:
             self._startups[deployment_id] = (now, statistics.median(values) if values else None)
 
 
-def forecast_input(run: ForecastRun, points: Sequence[ForecastPoint]) -> ForecastInput | None:
+def stored_forecast_input(run: ForecastRun, points: Sequence[ForecastPoint]) -> ForecastInput | None:
     """A stored forecast run and its points as ``decide()`` takes them (None when it has no points)."""
     if not points:
         return None

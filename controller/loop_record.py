@@ -117,6 +117,7 @@ class Recorder:
                     reason=_deciding_reason(decision)[:MAX_MESSAGE],
                     forecast_used=decision.forecast_upper_rps is not None,
                     forecast_upper_rps=decision.forecast_upper_rps,
+                    planned_utilisation=decision.planned_utilisation,
                     decided_at=datetime.fromtimestamp(o.at, UTC),
                 )
             stage, message, at = o.last_error or (None, None, None)

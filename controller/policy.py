@@ -60,6 +60,20 @@ class ScalingPolicy(BaseModel):
         "headroom for what the forecast cannot know, so this is higher than target_utilisation; the rest covers "
         "the draining of a queue after the band was exceeded. The reactive thresholds keep their own headroom.",
     )
+    forecast_utilisation_max: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Highest fraction of capacity the upper band is planned at, when the forecast's own measured "
+        "error (its calibrated band) is small: the band then plans between forecast_utilisation and this (the "
+        "utilisation step, docs/decision.md).",
+    )
+    forecast_tail_bands: float = Field(
+        default=1.4,
+        ge=0,
+        description="Headroom planned beyond the upper band, in band widths (upper - point): 1.4 is a normal "
+        "error's 99.9 % quantile when the band is its 90 % ((3.09 - 1.28) / 1.28).",
+    )
     forecast_min_history_s: float = Field(
         default=600.0,
         ge=0,
@@ -186,20 +200,14 @@ class ScalingPolicy(BaseModel):
             raise ValueError(
                 f"panic_window_s ({self.panic_window_s}) must not exceed stable_window_s ({self.stable_window_s})"
             )
+        if self.forecast_utilisation_max < self.forecast_utilisation:
+            raise ValueError(
+                f"forecast_utilisation_max ({self.forecast_utilisation_max}) must be >= forecast_utilisation "
+                f"({self.forecast_utilisation}): it is the hottest the upper band is planned at"
+            )
         if self.budget_money_per_hour is not None and self.price_per_replica_hour <= 0:
             raise ValueError("budget_money_per_hour needs price_per_replica_hour > 0 to be enforced")
         return self
-
-    def refit_interval_s(self, history_s: float) -> float:
-        """Seconds until the next refit for a forecast fitted on ``history_s`` of history: often while it is
-        short, ``forecast_refit_interval_s`` once it is long."""
-        young = max(self.forecast_step_s, self.forecast_refit_history_fraction * max(0.0, history_s))
-        return min(self.forecast_refit_interval_s, young)
-
-    @property
-    def forecast_rps_per_replica(self) -> float:
-        """Load one replica is planned to carry from the upper forecast band: capacity x forecast utilisation."""
-        return self.replica_capacity_rps * self.forecast_utilisation
 
     @property
     def planned_rps_per_replica(self) -> float:

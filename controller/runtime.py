@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from controller.api.forecast_refresh import ForecasterUnavailable
+from controller.forecast_job import ForecastJob
 from controller.leases import LeaseConfigError, LeaseManager, StoreSharedError
 from controller.loop import ReconcileLoop
-from forecaster.job import ForecastJob
 from prewarm.db.retention import Maintenance
 
 logger = logging.getLogger(__name__)

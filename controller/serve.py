@@ -15,11 +15,11 @@ from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from controller.forecast_job import ForecastJob
 from controller.leases import LeaseConfigError, LeaseManager, LeaseTimings, StoreSharedError, default_identity
 from controller.loop import MetricsSource, ReconcileLoop
 from controller.runtime import ControllerRuntime
 from controller.sources.store import RecordingSource, StoreSource
-from forecaster.job import ForecastJob
 from prewarm.db import migrate
 from prewarm.db.engine import create_engine_for_url
 from prewarm.db.retention import Maintenance, RetentionPolicy

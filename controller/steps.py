@@ -41,16 +41,73 @@ def metrics_fresh(policy: ScalingPolicy, obs: Observations, now: float) -> bool:
     return obs.last_sample_ts is not None and now - obs.last_sample_ts <= policy.max_metrics_age_s
 
 
+@dataclass(frozen=True)
+class LeadTime:
+    """How far ahead capacity must be asked for: replica startup plus the policy's margin."""
+
+    lead_s: float
+    startup_s: float
+    measured: bool  # False: the policy's default startup, nothing measured yet
+
+    @property
+    def reason(self) -> Reason:
+        origin = "measured startup" if self.measured else "default startup (not measured yet)"
+        margin = self.lead_s - self.startup_s
+        return Reason("lead-time", f"{origin} {self.startup_s:.0f} s + margin {margin:.0f} s = {self.lead_s:.0f} s")
+
+
+def lead_time(policy: ScalingPolicy, measured_startup_s: float | None) -> LeadTime:
+    """The one definition of the lead time (decide(), the forecast plan and the simulator use it): the measured
+    replica startup, or the policy's default until one is measured, plus ``lead_time_margin_s``."""
+    if measured_startup_s is not None and math.isfinite(measured_startup_s) and measured_startup_s >= 0:
+        return LeadTime(measured_startup_s + policy.lead_time_margin_s, measured_startup_s, True)
+    startup = policy.default_replica_startup_s
+    return LeadTime(startup + policy.lead_time_margin_s, startup, False)
+
+
 def lead_time_s(policy: ScalingPolicy, obs: Observations) -> tuple[float, Reason]:
-    """Measured replica startup (or the policy's default until measured) plus the margin."""
-    measured = obs.replica_startup_s
-    if measured is not None and math.isfinite(measured) and measured >= 0:
-        startup, origin = measured, "measured startup"
-    else:
-        startup, origin = policy.default_replica_startup_s, "default startup (not measured yet)"
-    lead = startup + policy.lead_time_margin_s
-    return lead, Reason(
-        "lead-time", f"{origin} {startup:.0f} s + margin {policy.lead_time_margin_s:.0f} s = {lead:.0f} s"
+    """The lead time for these observations (their measured startup) and its reason."""
+    lead = lead_time(policy, obs.replica_startup_s)
+    return lead.lead_s, lead.reason
+
+
+@dataclass(frozen=True)
+class Utilisation:
+    """The fraction of a replica's capacity the upper forecast band is planned at."""
+
+    planned: float
+    hot: bool  # planned above the policy's forecast_utilisation: the forecast has earned it
+    band_width: float | None  # (upper - point) / upper where the band decides; None: no point forecast
+    reason: Reason
+
+
+def planned_utilisation(policy: ScalingPolicy, upper_rps: float, point_rps: float | None) -> Utilisation:
+    """How close to capacity the upper band may be planned, from the forecast's own measured error.
+
+    The calibrated band is the forecast's recent error: its upper edge is exceeded 10 % of the time. Capacity is
+    planned for ``forecast_tail_bands`` band widths beyond it (1.4: a normal error's 99.9 % quantile when the band
+    is its 90 %), at ``forecast_utilisation_max`` of capacity: ``upper x (1 + tail x width) / max``, i.e. the
+    upper band at ``max / (1 + tail x width)`` of capacity. A tight band plans hot, a wide one cool, never cooler
+    than ``forecast_utilisation`` (the plan for a forecast whose error is not known, or not small).
+    """
+    floor, ceiling = policy.forecast_utilisation, policy.forecast_utilisation_max
+    if point_rps is None or not math.isfinite(point_rps) or upper_rps <= 0:
+        why = "no point forecast to measure the band by" if point_rps is None else "no load forecast"
+        return Utilisation(floor, False, None, Reason("utilisation", f"{why}: plan the upper band at {floor:g}"))
+    width = max(0.0, upper_rps - point_rps) / upper_rps
+    planned = min(ceiling, max(floor, ceiling / (1.0 + policy.forecast_tail_bands * width)))
+    hot = planned > floor + _EPS
+    verdict = "hotter than" if hot else "no hotter than"
+    return Utilisation(
+        planned,
+        hot,
+        width,
+        Reason(
+            "utilisation",
+            f"band {100 * width:.1f} % of the upper forecast, headroom for {policy.forecast_tail_bands:g} band "
+            f"widths more at {ceiling:g} of capacity -> upper band planned at {planned:.3g} ({verdict} "
+            f"{floor:g})",
+        ),
     )
 
 
@@ -59,6 +116,7 @@ class Predictive:
     replicas: int | None  # None: forecast not used
     upper_rps: float | None
     reason: Reason
+    utilisation: Utilisation | None = None  # how hot the band was planned, when used
 
 
 def predictive(
@@ -92,7 +150,8 @@ def predictive(
     ts = forecast.target_ts
     if ts.size == 0 or ts[-1] + forecast.step_s < window_end - _EPS:
         return ignored(f"does not cover the window up to now + {lead_s + policy.horizon_s:.0f} s")
-    selected = forecast.upper[(ts + forecast.step_s > now) & (ts <= window_end)]
+    inside = (ts + forecast.step_s > now) & (ts <= window_end)
+    selected = forecast.upper[inside]
     if selected.size == 0:
         return ignored("no forecast interval inside the window")
     if not np.all(np.isfinite(selected)):
@@ -112,16 +171,20 @@ def predictive(
             f"absurd: upper {upper:.0f} rps is over {policy.forecast_sanity_factor:g}x the reference peak "
             f"{reference:.0f} rps"
         )
-    replicas = ceil_replicas(upper / policy.forecast_rps_per_replica)
+    deciding = int(np.argmax(selected))
+    point = float(forecast.point[inside][deciding]) if forecast.point is not None else None
+    utilisation = planned_utilisation(policy, upper, point)
+    replicas = ceil_replicas(upper / (policy.replica_capacity_rps * utilisation.planned))
     return Predictive(
         replicas,
         upper,
         Reason(
             "predictive",
             f"upper forecast {upper:.0f} rps over the next {lead_s + policy.horizon_s:.0f} s / "
-            f"({policy.replica_capacity_rps:g} rps x {policy.forecast_utilisation:g}) -> {replicas}",
+            f"({policy.replica_capacity_rps:g} rps x {utilisation.planned:.3g}) -> {replicas}",
             after=replicas,
         ),
+        utilisation,
     )
 
 
@@ -166,9 +229,19 @@ def _trouble_vote_limit(policy: ScalingPolicy, obs: Observations, base: int) -> 
 
 
 def reactive(
-    policy: ScalingPolicy, obs: Observations, state: DecisionState, now: float, fresh: bool
+    policy: ScalingPolicy,
+    obs: Observations,
+    state: DecisionState,
+    now: float,
+    fresh: bool,
+    hot_utilisation: float | None = None,
 ) -> Reactive:
-    """Load / CPU / memory / latency / queue thresholds in HPA's ratio form, with Knative's panic mode for bursts."""
+    """Load / CPU / memory / latency / queue thresholds in HPA's ratio form, with Knative's panic mode for bursts.
+
+    ``hot_utilisation``: a usable forecast plans its upper band hotter than the load and CPU thresholds (see
+    ``planned_utilisation``); they then vote up only when the load exceeds that plan (beyond the tolerance), i.e.
+    when the forecast is wrong. Panic keeps the policy's own thresholds.
+    """
     current = obs.current_replicas
     if not fresh:
         return Reactive(
@@ -184,18 +257,20 @@ def reactive(
     # replicas wait rather than compute (I/O-bound models, or a GPU the CPU metric does not show).
     with np.errstate(divide="ignore", invalid="ignore"):
         load_percent = obs.rps / (base * policy.replica_capacity_rps) * 100.0 if base > 0 else np.empty(0)
-    signals = (
-        ("load", load_percent, policy.target_utilisation * 100.0, True),
-        ("cpu", obs.cpu_percent, policy.cpu_scale_up_percent, True),
-        ("memory", obs.memory_percent, policy.memory_scale_up_percent, True),
-        ("p95 latency", obs.latency_p95_ms, policy.latency_p95_scale_up_ms, False),
-        ("queue", obs.queue_length, policy.queue_length_scale_up, False),
+    hot_percent = 100.0 * hot_utilisation if hot_utilisation is not None else 0.0
+    load_up, cpu_up = policy.target_utilisation * 100.0, policy.cpu_scale_up_percent
+    signals = (  # name, values, up threshold, panic threshold, proportional to the replica count
+        ("load", load_percent, max(load_up, hot_percent), load_up, True),
+        ("cpu", obs.cpu_percent, max(cpu_up, hot_percent), cpu_up, True),
+        ("memory", obs.memory_percent, policy.memory_scale_up_percent, policy.memory_scale_up_percent, True),
+        ("p95 latency", obs.latency_p95_ms, policy.latency_p95_scale_up_ms, policy.latency_p95_scale_up_ms, False),
+        ("queue", obs.queue_length, policy.queue_length_scale_up, policy.queue_length_scale_up, False),
     )
     votes: list[tuple[int, str]] = []
     panic_votes: list[int] = []
     measured_any = False
     trouble_limit = _trouble_vote_limit(policy, obs, base)
-    for name, values, up, proportional in signals:
+    for name, values, up, panic_up, proportional in signals:
         stable = window_mean(values, policy.stable_window_s) if values.size else None
         if stable is None:
             continue
@@ -213,7 +288,7 @@ def reactive(
                     (min(base, _ratio_replicas(base, ratio, policy.tolerance)), f"{name} {stable:.0f}")
                 )
             if panic_mean is not None and base > 0:
-                panic_votes.append(ceil_replicas(base * panic_mean / up))
+                panic_votes.append(ceil_replicas(base * panic_mean / panic_up))
             continue
         # Latency and queue are not proportional to the replica count, and a minute-old reading says nothing
         # about replicas added since: they vote on the recent (panic-window) value, in ratio form, limited to
@@ -276,6 +351,8 @@ def reactive(
         return Reactive(needed, alone, True, triggered_at, peak, reason)
     why = ", ".join(w for _, w in votes)
     band = " (inside the thresholds' band: hold when alone)" if alone == current and not up_votes else ""
+    if hot_percent > min(load_up, cpu_up):
+        band += f" (load and cpu thresholds at the forecast's planned {hot_percent:.0f} %)"
     return Reactive(
         needed,
         alone,

@@ -1,4 +1,5 @@
-"""Request-rate forecasts minutes ahead: one estimator interface, baselines, prewarm's own model, selection.
+"""Request-rate forecasts minutes ahead: one estimator interface, baselines, prewarm's own model, selection, calibrated
+bands, and the one pipeline (``run_pipeline``) the scheduled job and the simulator share.
 
 Light to import: statsmodels and Prophet are imported only by the models that use them, when they forecast.
 
@@ -7,6 +8,8 @@ Light to import: statsmodels and Prophet are imported only by the models that us
 """
 
 from forecaster.backtest import BacktestResult, ModelScore, backtest
+from forecaster.calibration import Calibration, Residuals, calibrate
+from forecaster.pipeline import ForecastPlan, PipelineForecast, PipelineState, run_pipeline
 from forecaster.registry import (
     DEFAULT_CANDIDATES,
     FALLBACK_CHAIN,
@@ -15,7 +18,7 @@ from forecaster.registry import (
     forecast_with_fallback,
     make_model,
 )
-from forecaster.selection import AutoForecaster, Selection, select_model
+from forecaster.selection import Selection, select_model
 from forecaster.types import (
     DEFAULT_QUANTILES,
     Forecast,
@@ -30,18 +33,24 @@ __all__ = [
     "DEFAULT_QUANTILES",
     "FALLBACK_CHAIN",
     "MODEL_NAMES",
-    "AutoForecaster",
     "BacktestResult",
+    "Calibration",
     "Forecast",
     "ForecastError",
+    "ForecastPlan",
     "History",
     "InsufficientHistory",
     "Model",
     "ModelScore",
+    "PipelineForecast",
+    "PipelineState",
+    "Residuals",
     "Selection",
     "UnknownModel",
     "backtest",
+    "calibrate",
     "forecast_with_fallback",
     "make_model",
+    "run_pipeline",
     "select_model",
 ]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forecaster.registry import MODEL_NAMES
+
+if TYPE_CHECKING:
+    from forecaster.backtest import BacktestResult
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +34,13 @@ def register(subparsers: Any) -> None:
         "--models", default=",".join(MODEL_NAMES), help="comma-separated model names (default: all)"
     )
     bt.add_argument("--quantiles", default="0.1,0.9", help="lower,upper band quantiles (default 0.1,0.9)")
+    bt.add_argument(
+        "--calibration-s",
+        type=float,
+        default=86_400.0,
+        help="bands are calibrated on the residuals of each model's forecasts of this many seconds before each "
+        "origin; origins in the calibration time before W are forecast but not scored (default one day)",
+    )
     bt.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bt.set_defaults(handler=run_backtest)
 
@@ -47,19 +57,24 @@ def _parse_quantiles(text: str) -> tuple[float, float]:
     return low, high
 
 
-def format_table(result: Any, trace_name: str) -> str:
-    """The backtest as a Markdown table, best MAE first."""
+def format_table(result: BacktestResult, trace_name: str) -> str:
+    """The backtest as a Markdown table, lowest pinball loss of the upper band (the selection rule) first."""
+    q_high = result.quantiles[1]
     lines = [
-        f"trace {trace_name}: step {result.step_s:g} s, horizon {result.horizon_steps} steps, {result.origins} origins",
+        f"trace {trace_name}: step {result.step_s:g} s, horizon {result.horizon_steps} steps, {result.origins} "
+        f"origins (bands calibrated on {result.calibration_origins} earlier ones too)",
         "",
-        "| model | MAE | sMAPE % | pinball (upper) | coverage | fit+predict s |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| model | pinball (upper, q {q_high:g}) | coverage | below / above band | own band: pinball | "
+        "own band: coverage | MAE | sMAPE % | fit+predict s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for score in sorted(result.scores.values(), key=lambda s: s.mae):
+    for score in sorted(result.scores.values(), key=lambda s: (s.pinball_upper, s.mae)):
         marker = " (selected)" if score.name == result.selected else ""
         lines.append(
-            f"| {score.name}{marker} | {score.mae:.3f} | {score.smape:.1f} | {score.pinball_upper:.3f} | "
-            f"{score.coverage:.3f} | {score.fit_s:.4f} |"
+            f"| {score.name}{marker} | {score.pinball_upper:.3f} | {score.coverage:.3f} | "
+            f"{score.below_lower:.3f} / {score.above_upper:.3f} | "
+            f"{score.pinball_upper_own:.3f} | {score.coverage_own:.3f} | {score.mae:.3f} | {score.smape:.1f} | "
+            f"{score.fit_s:.4f} |"
         )
     return "\n".join(lines)
 
@@ -78,7 +93,9 @@ def run_backtest(args: argparse.Namespace) -> int:
         models = [make_model(name.strip()) for name in args.models.split(",") if name.strip()]
         quantiles = _parse_quantiles(args.quantiles)
         history = History(float(trace.timestamps[0]), float(trace.step_s), trace.requests.astype(float))
-        result = backtest(history, models, args.horizon_s, args.every_s, args.eval_s, quantiles)
+        result = backtest(
+            history, models, args.horizon_s, args.every_s, args.eval_s, quantiles, args.calibration_s
+        )
     except (TraceFormatError, UnknownModel, ForecastError, argparse.ArgumentTypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -87,7 +104,8 @@ def run_backtest(args: argparse.Namespace) -> int:
 
 
 def run_job(args: argparse.Namespace) -> int:
-    from forecaster.job import run_forever, run_once
+    # The command line sits on top of every package: the scheduled job needs the controller's policies.
+    from controller.forecast_job import run_forever, run_once
     from prewarm.db.engine import create_engine_for_url
     from prewarm.settings import get_settings
 

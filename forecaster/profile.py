@@ -15,6 +15,7 @@ Long fine-grained histories are cheap: the profile uses O(n) bincounts and only 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -185,7 +186,11 @@ class ProfileModel:
         point = mean_forecast + q[0] * scale
         lower = mean_forecast + q[1] * scale
         upper = mean_forecast + q[2] * scale
-        return finish(history, point, lower, upper, self.name, quantiles)
+        forecast = finish(history, point, lower, upper, self.name, quantiles)
+        if len(profile.shape) == 1:  # the history is too short for a daily shape: a level model for now
+            note = f"{self.name}: no daily shape yet (needs {self.min_profile_days:g} days of history)"
+            forecast = dataclasses.replace(forecast, notes=(*forecast.notes, note))
+        return forecast
 
 
 def _scaled_quantiles(

@@ -100,18 +100,20 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(
         default=300.0, gt=0, description="Samples stamped further than this in the future are rejected."
     )
-    # --- Scheduled forecasts (forecaster/job.py, docs/forecaster.md) ---
+    # --- Scheduled forecasts (controller/forecast_job.py, forecaster/pipeline.py, docs/forecaster.md) ---
     forecast_candidates: str = Field(
         default="naive,ma,snaive_day,snaive_week,holt_winters,profile",
         description="Comma-separated models the 'auto' forecaster selects from by backtest (prophet is slow).",
     )
     forecast_reselect_interval_s: float = Field(
-        default=6 * 3600.0,
+        default=86400.0,
         gt=0,
-        description="Re-run the model-selection backtest of a deployment this often.",
+        description="Re-run the model-selection backtest of a deployment this often (the live job and the simulator).",
     )
     forecast_selection_eval_s: float = Field(
-        default=86400.0, gt=0, description="Recent history (seconds) the selection backtest scores models on."
+        default=86400.0,
+        gt=0,
+        description="Recent history (seconds) the selection backtest scores models on; band residuals are kept as long.",
     )
     forecast_quantile_low: float = Field(default=0.1, gt=0, lt=0.5, description="Lower band quantile.")
     forecast_quantile_high: float = Field(default=0.9, gt=0.5, lt=1, description="Upper band quantile.")

@@ -17,13 +17,6 @@ def test_defaults_follow_the_design() -> None:
     assert (p.scale_down_stabilisation_s, p.panic_window_s, p.panic_threshold) == (300, 6, 2.0)
 
 
-def test_refits_come_often_while_the_history_is_young() -> None:
-    p = ScalingPolicy(forecast_step_s=60, forecast_refit_interval_s=900, forecast_refit_history_fraction=0.1)
-    assert p.refit_interval_s(0) == 60  # never more often than one forecast step
-    assert p.refit_interval_s(3000) == 300  # 10 % of the history
-    assert p.refit_interval_s(86400) == 900  # never less often than the refit interval
-
-
 def test_max_below_min_is_rejected_with_a_fix() -> None:
     with pytest.raises(ValidationError, match="raise max_replicas or lower min_replicas"):
         ScalingPolicy(min_replicas=5, max_replicas=3)

@@ -33,7 +33,9 @@ def policies(draw: st.DrawFn) -> ScalingPolicy:
         max_step_down=draw(st.none() | st.integers(1, 10)),
         scale_down_stabilisation_s=draw(st.sampled_from([0.0, 60.0, 300.0])),
         budget_replica_hours_per_hour=draw(st.none() | st.floats(0.5, 50)),
-        forecast_utilisation=draw(st.floats(0.1, 1.0)),
+        forecast_utilisation=(floor := draw(st.floats(0.1, 1.0))),
+        forecast_utilisation_max=draw(st.floats(floor, 1.0)),
+        forecast_tail_bands=draw(st.floats(0.0, 5.0)),
         forecast_scale_down_stabilisation_s=draw(st.sampled_from([0.0, 30.0, 60.0, 300.0])),
         forecast_min_history_s=draw(st.sampled_from([0.0, 1800.0])),
     )

@@ -135,7 +135,8 @@ def test_predictive_plans_the_upper_band_at_the_forecast_utilisation() -> None:
 
 
 def test_forecast_utilisation_one_plans_the_band_at_full_capacity() -> None:
-    assert run(policy(max_replicas=50, forecast_utilisation=1.0), obs(cpu=10), forecast(1840)).predictive == 5
+    p = policy(max_replicas=50, forecast_utilisation=1.0, forecast_utilisation_max=1.0)
+    assert run(p, obs(cpu=10), forecast(1840)).predictive == 5
 
 
 def test_a_forecast_fitted_on_too_little_history_is_ignored() -> None:
@@ -474,3 +475,65 @@ def test_a_burst_of_requests_panics_on_the_load_signal() -> None:
     )  # fmt: skip
     d = decide(policy(max_replicas=50), observations, None, DecisionState(), NOW)
     assert d.source == "panic" and d.desired >= 5
+
+
+# --- utilisation: run hotter when the forecast has earned it ----------------------------------------------
+
+
+def banded(upper: float, point: float, created_at: float = NOW - 10) -> ForecastInput:
+    f = forecast(upper, created_at)
+    return dataclasses.replace(f, point=np.full(f.target_ts.size, point), lower=np.zeros(f.target_ts.size))
+
+
+def test_planned_utilisation_follows_the_band_width() -> None:
+    from controller.steps import planned_utilisation
+
+    p = ScalingPolicy(forecast_utilisation=0.8, forecast_utilisation_max=0.95, forecast_tail_bands=1.4)
+    tight = planned_utilisation(p, 1000.0, 990.0)  # 1 % band: 0.95 / 1.014 = 0.937
+    assert tight.planned == pytest.approx(0.95 / (1 + 1.4 * 0.01)) and tight.hot
+    assert tight.band_width == pytest.approx(0.01)
+    middle = planned_utilisation(p, 1000.0, 950.0)  # 5 %: 0.95 / 1.07 = 0.888
+    assert middle.planned == pytest.approx(0.95 / 1.07) and middle.planned < tight.planned
+    wide = planned_utilisation(p, 1000.0, 700.0)  # 30 %: 0.95 / 1.42 = 0.67, never below the floor
+    assert wide.planned == 0.8 and not wide.hot
+    unknown = planned_utilisation(p, 1000.0, None)
+    assert unknown.planned == 0.8 and unknown.band_width is None
+    assert "band 1.0 % of the upper forecast" in tight.reason.message and "hotter than 0.8" in tight.reason.message
+
+
+def test_a_tight_band_plans_the_upper_forecast_hotter_and_says_so() -> None:
+    p = ScalingPolicy(max_replicas=50)  # floor 0.8, max 0.95
+    d = run(p, obs(cpu=10), banded(1840, 1820))  # band 1.1 %: 0.95 / 1.015 = 0.936; 1840 / 374 = 4.9
+    assert d.predictive == 5 and d.planned_utilisation == pytest.approx(0.95 / (1 + 1.4 * 20 / 1840))
+    assert steps_of(d)[:4] == ["lead-time", "utilisation", "predictive", "reactive"]
+    wide = run(p, obs(cpu=10), banded(1840, 1000))
+    assert wide.predictive == 6 and wide.planned_utilisation == 0.8  # 1840 / 320 = 5.75
+
+
+def test_running_hot_the_load_and_cpu_thresholds_follow_the_plan() -> None:
+    # 5 replicas of 400 rps carry 1800 rps (90 %), as a tight forecast of 1840 planned: no reactive scale-up.
+    p = ScalingPolicy(max_replicas=50)
+    hot = run(p, obs(current=5, cpu=90, rps=1800), banded(1840, 1820))
+    assert hot.desired == 5 and hot.source == "predictive"
+    assert "thresholds at the forecast's planned 94 %" in str(hot.reasons[3])
+    # the same load without a forecast is over the 70 % thresholds: ceil(5 x 90 / 70) = 7
+    assert run(p, obs(current=5, cpu=90, rps=1800)).desired == 7
+
+
+def test_running_hot_a_load_beyond_the_plan_still_scales_up() -> None:
+    # The forecast said 1840 but 2400 rps arrive on 5 replicas (120 % load): the forecast is wrong.
+    d = run(ScalingPolicy(max_replicas=50), obs(current=5, cpu=100, rps=2400), banded(1840, 1820))
+    assert d.desired == 7 and d.source == "reactive"  # ceil(5 x 120 / 93.6) = 7
+
+
+def test_running_hot_panic_keeps_the_policys_own_thresholds() -> None:
+    # The last 6 s bring 3000 rps on 5 replicas: 150 % of their capacity, 2.1x the 70 % target: panic.
+    rps = np.concatenate([np.full(54, 1800.0), np.full(6, 3000.0)])
+    o = dataclasses.replace(obs(current=5, cpu=90), rps=rps)
+    d = run(ScalingPolicy(max_replicas=50), o, banded(1840, 1820))
+    assert d.source == "panic" and d.desired > 5
+
+
+def test_the_hottest_plan_cannot_be_cooler_than_the_floor() -> None:
+    with pytest.raises(ValueError, match="forecast_utilisation_max"):
+        ScalingPolicy(forecast_utilisation=0.9, forecast_utilisation_max=0.85)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from forecaster import DEFAULT_QUANTILES, Forecast, History, backtest, make_model, select_model
-from forecaster.backtest import origin_indices
+from forecaster.backtest import origin_indices, warmup_indices
 from forecaster.bands import finish
 
 
@@ -39,9 +39,12 @@ def series(n: int = 2000) -> History:
 def test_models_never_see_data_at_or_after_the_origin() -> None:
     history = series()
     spy = SpyModel(history.values)
-    result = backtest(history, [spy], horizon_s=600, every_s=3600, eval_s=86_400)
-    origins = origin_indices(len(history.values), 60.0, 10, 3600, 86_400)
-    assert len(spy.seen) == result.origins == len(origins)
+    result = backtest(history, [spy], horizon_s=600, every_s=3600, eval_s=86_400, calibration_s=6 * 3600)
+    scored = origin_indices(len(history.values), 60.0, 10, 3600, 86_400)
+    warmup = warmup_indices(int(scored[0]), 60.0, 3600, 6 * 3600)
+    assert result.origins == len(scored) and result.calibration_origins == len(warmup) == 6
+    origins = np.concatenate([warmup, scored])
+    assert len(spy.seen) == len(origins)
     for seen, origin in zip(spy.seen, origins, strict=True):
         assert len(seen.values) == origin
         assert seen.end_ts == history.start_ts + origin * 60.0
@@ -62,7 +65,36 @@ def test_a_model_that_knows_the_future_scores_zero_error_and_full_coverage() -> 
     result = backtest(history, [SpyModel(history.values)], horizon_s=600, every_s=3600, eval_s=86_400)
     score = result.scores["spy"]
     assert score.mae == 0.0 and score.smape == 0.0 and score.coverage == 1.0
-    assert score.pinball_upper == pytest.approx((1 - DEFAULT_QUANTILES[1]) * 1.0)
+    # its own band (point +- 1) pays the pinball loss of being 1 too high; calibration shrinks it towards the point
+    assert score.pinball_upper_own == pytest.approx((1 - DEFAULT_QUANTILES[1]) * 1.0)
+    assert score.pinball_upper < 0.2 * score.pinball_upper_own
+
+
+@dataclass
+class FixedBandModel:
+    """Forecasts the known mean with a band of +- ``half_width``: too narrow or too wide for the noise."""
+
+    mean: float
+    half_width: float
+    name: str = "fixed"
+
+    def forecast(
+        self, history: History, horizon_steps: int, quantiles: tuple[float, float] = DEFAULT_QUANTILES
+    ) -> Forecast:
+        point = np.full(horizon_steps, self.mean)
+        return finish(history, point, point - self.half_width, point + self.half_width, self.name, quantiles)
+
+
+@pytest.mark.parametrize("half_width", [0.5, 20.0])
+def test_calibration_brings_a_too_narrow_or_too_wide_band_to_its_nominal_coverage(half_width: float) -> None:
+    rng = np.random.default_rng(3)
+    history = History(0.0, 60.0, rng.normal(100.0, 5.0, 20_000))  # the 10-90 % band is 100 +- 6.4
+    result = backtest(history, [FixedBandModel(100.0, half_width)], 600, 600, 3 * 86_400)
+    score = result.scores["fixed"]
+    assert abs(score.coverage_own - 0.8) > 0.15  # the model's own band is far off
+    assert score.coverage == pytest.approx(0.8, abs=0.03)
+    assert score.above_upper == pytest.approx(0.1, abs=0.02) and score.below_lower == pytest.approx(0.1, abs=0.02)
+    assert score.pinball_upper < score.pinball_upper_own
 
 
 def test_mae_and_smape_of_a_constant_forecast_are_the_textbook_ones() -> None:
@@ -73,7 +105,7 @@ def test_mae_and_smape_of_a_constant_forecast_are_the_textbook_ones() -> None:
     assert score.smape == pytest.approx(100 * (2 * 10 / 30 + 2 * 10 / 50) / 2)
 
 
-def test_selection_picks_the_lowest_error_model() -> None:
+def test_selection_picks_the_lowest_upper_band_loss() -> None:
     t = np.arange(6 * 288) * 300.0
     values = 100 + 50 * np.sin(2 * np.pi * t / 86_400)
     selection = select_model(History(0.0, 300.0, values), 3600, ["naive", "ma", "snaive_day"])
@@ -102,7 +134,10 @@ def test_backtest_command_prints_the_json_the_issue_specifies(
     output = json.loads(capsys.readouterr().out)
     assert set(output["models"]) == {"naive", "ma", "profile"}
     assert output["selected"] in output["models"]
-    assert set(output["models"]["ma"]) == {"mae", "smape", "pinball_upper", "coverage", "fit_s"}
+    assert set(output["models"]["ma"]) == {
+        "mae", "smape", "pinball_upper", "coverage", "above_upper", "below_lower", "coverage_own_band",
+        "pinball_upper_own_band", "fit_s",
+    }  # fmt: skip
 
 
 def test_backtest_is_deterministic() -> None:

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from controller.forecast_job import ForecastJob, ForecastWorker
 from controller.policy import ScalingPolicy
-from forecaster.job import ForecastJob, ForecastWorker
 from prewarm import metric_names
 from prewarm.db.models import Deployment, ForecastPoint, ForecastRun, Policy
 from prewarm.db.store import MetricsStore, Sample
@@ -61,6 +61,9 @@ def test_job_writes_a_forecast_with_band_model_and_recent_error(engine: Engine) 
     assert run.model_name in {"naive", "ma", "profile"}
     assert run.recent_mae is not None and run.recent_mae > 0
     assert run.detail["history_peak_rps"] > 20
+    # the band is calibrated at once, from the assessment's backtest (no earlier forecast is needed)
+    assert run.detail["calibration"]["applied"] and run.detail["calibration"]["residuals"] >= 20
+    assert 0 <= run.detail["recent_coverage"] <= 1 and run.detail["recent_pinball_upper"] > 0
     with Session(engine) as session:
         points = list(session.scalars(select(ForecastPoint).where(ForecastPoint.run_id == run.id)))
     # every decision until the next refit needs startup + margin + horizon covered, from the last complete bin

@@ -49,6 +49,7 @@ def test_the_readme_and_docs_hold_the_generated_blocks() -> None:
     assert "python -m benchmarks.simulate_bench --brief" in commands
     assert "python -m benchmarks.forecast_bounds" in commands
     assert "python -m benchmarks.simulate_bounds" in commands
+    assert "python -m benchmarks.simulate_tuning" in commands
     for name, block in all_blocks():
         assert block.command.startswith(readme_results.ALLOWED_PREFIXES), (name, block.command)
         assert readme_results.fenced_body(block).strip(), f"{name}: the block of {block.command!r} is empty"
@@ -59,6 +60,7 @@ def test_the_slow_blocks_have_the_commands_tables() -> None:
         body = readme_results.fenced_body(block)
         if "nasa_http_jul1995_1min.csv" in block.command:
             assert "| profile" in body and "| prophet" in body and "| holt_winters" in body
+            assert "pinball (upper, q 0.9)" in body and "below / above band" in body
             assert "168 origins" in body
         if "fleet_bench" in block.command:
             assert "| deployments | controllers | decisions/s (asked) | lag p50 | lag p99 |" in body
@@ -68,7 +70,9 @@ def test_the_slow_blocks_have_the_commands_tables() -> None:
         if "simulate_bench" in block.command:
             for policy in ("static-peak", "hpa", "kpa", "prewarm", "hpa-tuned", "oracle"):
                 assert f"| {policy}" in body
-            assert "| goal | nasa | conv | code |" in body
+            assert "| goal | nasa | conv | code | tune | show |" in body
+        if "simulate_tuning" in block.command:
+            assert "| forecast_utilisation_max |" in body and "hottest value" in body
         if "replica_startup" in block.command:
             assert "| local process: spawn to first ready probe |" in body
             assert "| Swarm task: created to running and healthy |" in body

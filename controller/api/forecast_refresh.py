@@ -1,6 +1,6 @@
 """Running one deployment's forecast now, when no controller runtime is there to do it (blocking; call in a thread).
 
-Uses the forecaster's scheduled job (``forecaster/job.py``) with ``force=True``, so a refresh runs even when the
+Uses the scheduled forecast job (``controller/forecast_job.py``) with ``force=True``, so a refresh runs even when the
 newest forecast is younger than the policy's refit interval.
 """
 
@@ -24,7 +24,7 @@ class ForecasterUnavailable(RuntimeError):
 def direct_forecast_job(engine: Engine, settings: Settings) -> Callable[[str], Any]:
     """A blocking ``job(deployment_name)`` that fits and stores one forecast; raises ForecasterUnavailable."""
     try:
-        from forecaster.job import ForecastJob
+        from controller.forecast_job import ForecastJob
     except ImportError as error:
         raise ForecasterUnavailable(f"the forecaster job cannot be imported: {error}") from error
     return ForecastJob(engine, settings).refresh

@@ -1,26 +1,69 @@
-"""prewarm itself in the simulator: the live controller's decide() fed by the forecaster's public API.
+"""prewarm itself in the simulator: the live controller's decide() fed by the live forecasting pipeline.
 
-The forecaster is refitted on the policy's schedule on the history seen so far (the view ends at ``now``), so a
-decision never depends on the future.
+The forecast comes from ``forecaster.pipeline.run_pipeline`` with the plan ``controller.forecast_plan.plan_for``
+builds, exactly as the scheduled job makes it (``controller/forecast_job.py``): the same history bins (the store's
+``resample_samples`` over the per-second arrivals seen so far), the same refit schedule, model choice, band
+calibration and span (tests/test_forecast_parity.py). The history ends at ``now``, so a decision never depends on
+the future.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from controller.decide import DecisionState, ForecastInput, Observations, decide
+from controller.decision_values import FloatArray
+from controller.forecast_plan import ForecasterSettings, forecast_input, plan_for
 from controller.policy import ScalingPolicy
 from controller.simulation.engine import ClusterView
-from forecaster.timescale import compress, stretch
+from forecaster.pipeline import ForecastPlan, PipelineForecast, PipelineState, run_pipeline
+from forecaster.types import ForecastError, History
+from prewarm.db.store import resample_samples
 
 log = logging.getLogger(__name__)
 
-DAY_S = 86_400
+
+def live_forecaster_settings() -> ForecasterSettings:
+    """The forecaster settings the live job would use (``PREWARM_FORECAST_*``)."""
+    from prewarm.settings import get_settings
+
+    return ForecasterSettings.from_settings(get_settings())
+
+
+@dataclass
+class HistoryBins:
+    """The per-second arrivals seen so far, aggregated into the forecast's bins as the store's ``resample`` does:
+    bins aligned to the epoch, each complete bin computed once (it never changes again)."""
+
+    step_s: float
+    statistic: str
+    first_ts: float = float("nan")  # start of the first bin
+    values: FloatArray = field(default_factory=lambda: np.empty(0))
+
+    def history(self, view: ClusterView, start: float, end: float) -> History:
+        """The bins of ``[start, end)`` (``end`` <= now): NaN before the trace began."""
+        step = self.step_s
+        trace_start = view.now_ts - view.t
+        if not np.isfinite(self.first_ts):
+            self.first_ts = float(np.floor(trace_start / step) * step)
+        done_end = self.first_ts + len(self.values) * step
+        if end > done_end:
+            lo = max(0, round(done_end - trace_start))
+            hi = round(end - trace_start)
+            stamps = trace_start + np.arange(lo, hi, dtype=np.float64)
+            new = resample_samples(stamps, view.arrivals[lo:hi], done_end, end, step, self.statistic)  # type: ignore[arg-type]
+            self.values = np.concatenate([self.values, new.to_numpy(dtype=np.float64)])
+        first = round((start - self.first_ts) / step)
+        count = round((end - start) / step)
+        out = np.full(count, np.nan)
+        skip = max(0, -first)
+        if skip < count:
+            out[skip:] = self.values[first + skip : first + count]
+        return History(start, step, out)
 
 
 @dataclass
@@ -30,6 +73,7 @@ class PrewarmAutoscaler:
     policy: ScalingPolicy
     name: str = "prewarm"
     use_forecast: bool = True
+    forecaster_settings: ForecasterSettings = field(default_factory=live_forecaster_settings)
     state: DecisionState = field(default_factory=DecisionState)
     forecast: ForecastInput | None = None
     sources: Counter[str] = field(default_factory=Counter)
@@ -37,70 +81,50 @@ class PrewarmAutoscaler:
     # (t, lower, point, upper) of the used forecast's interval holding t: the band as it was known, for the plot
     band_log: list[tuple[int, float, float, float]] = field(default_factory=list)
     refits: int = 0
-    _last_refit_t: int | None = None
-    _last_select_t: int | None = None
-    _model: object | None = None
-    _next_refit_in_s: float = 0.0  # the policy's refit cadence for the current history length
+    models: Counter[str] = field(default_factory=Counter)  # model -> refits it made
+    last_result: PipelineForecast | None = None
+    pipeline_state: PipelineState = field(default_factory=PipelineState)
+    _plan: ForecastPlan | None = None
+    _bins: HistoryBins | None = None
 
     @property
     def interval_s(self) -> int:
         return max(1, round(self.policy.decision_interval_s))
 
-    def _refit(self, view: ClusterView) -> None:
-        from forecaster import AutoForecaster, ForecastError, History, forecast_with_fallback, make_model
+    def plan(self, view: ClusterView) -> ForecastPlan:
+        """The live plan for this policy, with the cluster's startup as the measured one."""
+        if self._plan is None:
+            self._plan = plan_for(self.policy, float(view.cluster.startup_s), self.forecaster_settings)
+        return self._plan
 
-        step = max(1, round(self.policy.forecast_step_s))
-        bins = min(view.t, round(self.policy.forecast_history_s)) // step
-        if bins < 2:
-            return
-        block = view.arrivals[view.t - bins * step : view.t].reshape(bins, step)
-        values = block.max(axis=1) if self.policy.forecast_statistic == "max" else block.mean(axis=1)
-        history = History(view.now_ts - bins * step, float(step), values)
-        history_s = float(bins * step)
-        self._next_refit_in_s = self.policy.refit_interval_s(history_s)
-        lead = view.cluster.startup_s + self.policy.lead_time_margin_s
-        horizon_steps = math.ceil((self._next_refit_in_s + lead + self.policy.horizon_s) / step) + 1
-        if self._model is None:
-            self._model = (
-                AutoForecaster()
-                if self.policy.forecast_model == "auto"
-                else make_model(self.policy.forecast_model)
-            )
-        model = self._model
-        compression = self.policy.forecast_time_compression  # > 1 only for time-compressed replays
-        model_history = stretch(history, compression)
-        if isinstance(model, AutoForecaster) and (
-            self._last_select_t is None or view.t - self._last_select_t >= DAY_S / compression
-        ):
-            model.reselect(model_history, horizon_steps * step * compression)
-            self._last_select_t = view.t
+    def refit_due(self, view: ClusterView) -> bool:
+        last = self.last_result
+        return self.plan(view).due(
+            view.now_ts, last.created_at if last else None, last.history_s if last else 0.0
+        )
+
+    def refit(self, view: ClusterView) -> None:
+        """Run the pipeline on the history up to now, as the scheduled job would."""
+        plan = self.plan(view)
+        if self._bins is None:
+            self._bins = HistoryBins(plan.step_s, plan.statistic)
+        start, end = plan.window(view.now_ts)
+        history = self._bins.history(view, start, end)
         try:
-            forecast = compress(
-                forecast_with_fallback(model, model_history, horizon_steps),  # type: ignore[arg-type]
-                compression,
-            )
+            result, self.pipeline_state = run_pipeline(history, plan, self.pipeline_state, view.now_ts)
         except ForecastError as error:
             log.warning("forecast failed at t=%d: %s", view.t, error)
             return
+        if result is None:
+            return
         self.refits += 1
-        self._last_refit_t = view.t
-        self.forecast = ForecastInput(
-            created_at=view.now_ts,
-            target_ts=forecast.target_ts,
-            upper=forecast.upper,
-            step_s=forecast.step_s,
-            point=forecast.point,
-            lower=forecast.lower,
-            model=forecast.model,
-            history_peak_rps=float(np.nanmax(values)) if np.isfinite(values).any() else None,
-            history_s=history_s,
-        )
+        self.models[result.forecast.model] += 1
+        self.last_result = result
+        self.forecast = forecast_input(result)
 
     def desired(self, view: ClusterView) -> int:
-        if self.use_forecast and (
-            self._last_refit_t is None or view.t - self._last_refit_t >= self._next_refit_in_s
-        ):
-            self._refit(view)
+        if self.use_forecast and self.refit_due(view):
+            self.refit(view)
         window = max(1, round(self.policy.stable_window_s))
         ready = view.ready_series[-window:]
         with np.errstate(divide="ignore", invalid="ignore"):

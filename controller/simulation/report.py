@@ -66,7 +66,11 @@ def markdown(result: SimulationResult, plot_name: str | None = None) -> str:
         sources = ", ".join(
             f"{k} {v}" for k, v in sorted(result.prewarm_sources.items(), key=lambda kv: -kv[1])
         )
-        parts += [f"prewarm decisions by source: {sources}; forecast refits: {result.prewarm_refits}.", ""]
+        models = ", ".join(f"{k} {v}" for k, v in sorted(result.prewarm_models.items(), key=lambda kv: -kv[1]))
+        parts += [
+            f"prewarm decisions by source: {sources}; forecast refits: {result.prewarm_refits} ({models}).",
+            "",
+        ]
     prewarm = result.runs.get("prewarm")
     if prewarm is not None:
         bad = np.flatnonzero(violating_seconds(prewarm, result.workload.arrivals, result.cluster))

@@ -50,6 +50,7 @@ class SimulationResult:
     hpa_tuned_target: float | None
     prewarm_sources: dict[str, int] = field(default_factory=dict)
     prewarm_refits: int = 0
+    prewarm_models: dict[str, int] = field(default_factory=dict)  # model -> forecasts it made
     elapsed_s: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
@@ -76,7 +77,11 @@ class SimulationResult:
             },
             "static_peak_replicas": self.static_replicas,
             "hpa_tuned_target_utilisation": self.hpa_tuned_target,
-            "prewarm": {"decision_sources": self.prewarm_sources, "forecast_refits": self.prewarm_refits},
+            "prewarm": {
+                "decision_sources": self.prewarm_sources,
+                "forecast_refits": self.prewarm_refits,
+                "forecast_models": self.prewarm_models,
+            },
             "elapsed_s": {k: round(v, 2) for k, v in self.elapsed_s.items()},
             "goals": [{"goal": g.name, "met": g.met, "detail": g.detail} for g in self.goals()],
         }
@@ -120,6 +125,18 @@ class SimulationResult:
                         f"{p.slo_violation_s} vs {r[other].slo_violation_s} s",
                     )
                 )
+        if "hpa" in r and r["hpa"].cost > 0:
+            ratio = p.cost / r["hpa"].cost
+            no_worse = p.slo_violation_s <= r["hpa"].slo_violation_s
+            goals.append(
+                Goal(
+                    "cost <= 0.85x hpa's at no more violating seconds (smooth traces)",
+                    ratio <= 0.85 and no_worse,
+                    f"prewarm / hpa cost = {ratio:.3f} (goal <= 0.85), violating s {p.slo_violation_s} vs "
+                    f"{r['hpa'].slo_violation_s}",
+                    f"{ratio:.3f}x, {p.slo_violation_s} vs {r['hpa'].slo_violation_s} s",
+                )
+            )
         ratio_goal("cost within 15 % of oracle", "oracle", 1.15, False)
         ratio_goal("cost at least 15 % below hpa-tuned", "hpa-tuned", 0.85, True)
         goals.append(
@@ -175,6 +192,7 @@ def run_simulation(
     runs: dict[str, PolicyRun] = {}
     elapsed: dict[str, float] = {}
     prewarm_sources: dict[str, int] = {}
+    prewarm_models: dict[str, int] = {}
     refits = 0
 
     def timed(name: str, make: object) -> None:
@@ -209,6 +227,7 @@ def run_simulation(
         autoscaler = PrewarmAutoscaler(sim_policy)
         timed("prewarm", lambda: simulate_closed_loop(autoscaler, workload, cluster, initial, low, high))
         prewarm_sources = dict(autoscaler.sources)
+        prewarm_models = dict(autoscaler.models)
         refits = autoscaler.refits
         if autoscaler.band_log:
             at = np.array([row[0] for row in autoscaler.band_log])
@@ -267,5 +286,6 @@ def run_simulation(
         hpa_tuned_target=tuned_target,
         prewarm_sources=prewarm_sources,
         prewarm_refits=refits,
+        prewarm_models=prewarm_models,
         elapsed_s=elapsed,
     )

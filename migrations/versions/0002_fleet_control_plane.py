@@ -48,6 +48,7 @@ def upgrade() -> None:
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('forecast_used', sa.Boolean(), nullable=False),
     sa.Column('forecast_upper_rps', sa.Float(), nullable=True),
+    sa.Column('planned_utilisation', sa.Float(), nullable=True),
     sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('error_stage', sa.String(length=32), nullable=True),
     sa.Column('error_message', sa.Text(), nullable=True),

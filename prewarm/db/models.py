@@ -292,6 +292,7 @@ class DeploymentStatus(Base):
     reason: Mapped[str] = mapped_column(Text, default="")  # the reason of the step in charge
     forecast_used: Mapped[bool] = mapped_column(Boolean, default=False)
     forecast_upper_rps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    planned_utilisation: Mapped[float | None] = mapped_column(Float, nullable=True)  # the band's plan, when used
     decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
     error_stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
