@@ -47,6 +47,12 @@ def decide(
     current = max(0, observations.current_replicas)
     reasons: list[Reason] = []
 
+    capacity, capacity_reason = steps.capacity_in_use(policy, observations.learned_capacity)
+    if policy.capacity_mode == "learned":  # a configured capacity is in the policy: no need to repeat it
+        reasons.append(capacity_reason)
+    if capacity != policy.replica_capacity_rps:  # every later step plans with the capacity in use
+        policy = policy.model_copy(update={"replica_capacity_rps": capacity})
+
     active = active_overrides(observations.overrides, now)
     kinds = {o.kind for o in active}
     fresh = steps.metrics_fresh(policy, observations, now)
@@ -160,4 +166,5 @@ def decide(
         forecast_upper_rps=pred.upper_rps,
         lead_time_s=lead_s,
         planned_utilisation=pred.utilisation.planned if pred.utilisation is not None else None,
+        capacity_rps=capacity,
     )

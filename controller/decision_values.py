@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from controller.capacity import LearnedCapacity
 from controller.overrides import OverrideValue
 
 FloatArray = npt.NDArray[np.float64]
@@ -40,6 +41,7 @@ class Observations:
     last_sample_ts: float | None = None  # epoch seconds of the newest sample; None: no metrics at all
     replica_startup_s: float | None = None  # measured from replica events; None: not measured yet
     overrides: tuple[OverrideValue, ...] = ()  # the deployment's overrides; decide() keeps the active ones
+    learned_capacity: LearnedCapacity | None = None  # what the deployment's evidence says (controller/capacity.py)
 
     def __post_init__(self) -> None:
         for name in ("rps", "latency_p95_ms", "cpu_percent", "memory_percent", "queue_length"):
@@ -117,6 +119,7 @@ class Decision:
     forecast_upper_rps: float | None = None  # the upper band's peak over the window, when used
     lead_time_s: float = math.nan
     planned_utilisation: float | None = None  # fraction of capacity the upper band was planned at, when used
+    capacity_rps: float = math.nan  # the per-replica capacity this decision used (configured or learned)
 
     @property
     def reason_texts(self) -> list[str]:

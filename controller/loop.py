@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import logging
 import threading
@@ -42,16 +43,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controller.backends.base import BackendError, ReplicaBackend, ReplicaInfo
 from controller.backends.factory import build_backend
+from controller.capacity import CapacityEvidence, LearnedCapacity, load_per_replica
 from controller.decide import Decision, DecisionState, Observations, decide
 from controller.leases import LeaseManager, bucket_of
 from controller.loop_inputs import DeploymentRow, InputError, InputReader, Inputs, read_deployments
 from controller.loop_metrics import ControllerMetrics
 from controller.loop_pool import ReconcilePool
 from controller.loop_record import Outcome, Recorder
+from controller.policy import ScalingPolicy
 from controller.sources.window import ObservationWindow
 from prewarm import metric_names as m
 from prewarm.db.engine import session_factory
-from prewarm.db.models import ScalingDecision
+from prewarm.db.models import DeploymentStatus, ScalingDecision
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +137,8 @@ class DeploymentRuntime:
     error_at: float | None = None
     errors_total: int = 0
     history: list[str] = field(default_factory=list)  # recent error lines, newest last
+    capacity: CapacityEvidence = field(default_factory=CapacityEvidence)
+    learned: LearnedCapacity | None = None
 
     @property
     def name(self) -> str:
@@ -393,13 +398,16 @@ class ReconcileLoop:
         window = self.source.window(runtime.name, now, max(policy.stable_window_s, policy.panic_window_s))
         if window.errors:
             outcome.warn("metrics", f"metrics source: {window.errors[0]}")
+        runtime.learned = learn_capacity(runtime.capacity, window, ready, policy)
         observations = observations_from_window(window, current, ready, inputs.startup_s, inputs.overrides)
+        observations = dataclasses.replace(observations, learned_capacity=runtime.learned)
         decision = decide(policy, observations, inputs.forecast, runtime.state, now)
         runtime.state = decision.new_state
         runtime.last_decision = decision
         runtime.decided_at = now
         outcome.decision = decision
         outcome.policy_version = inputs.policy_version
+        outcome.capacity = capacity_json(runtime.capacity, runtime.learned, decision, policy)
         if decision.act and decision.desired != current:
             try:
                 backend.scale_to(decision.desired)
@@ -507,6 +515,7 @@ class ReconcileLoop:
         from the stored decisions in one query. They are due at once, except at start-up, where a large fleet's
         first decisions are spread over the default 5 s interval (no thundering herd)."""
         states = self._resume_states([r.id for r in rows], now)
+        evidence = self._resume_evidence([r.id for r in rows], now)
         spread_s = min(5.0, len(self._rows) / 200.0) if self._passes == 0 and len(self._rows) > 100 else 0.0
         for row in rows:
             try:
@@ -518,10 +527,29 @@ class ReconcileLoop:
                 self.metrics.errors.labels(row.name, "backend").inc()
                 continue
             runtime = DeploymentRuntime(
-                row=row, backend=backend, state=states.get(row.id, DecisionState()), bucket=self.bucket(row.name)
-            )
+                row=row, backend=backend, state=states.get(row.id, DecisionState()), bucket=self.bucket(row.name),
+                capacity=evidence.get(row.id) or CapacityEvidence(),
+            )  # fmt: skip
             self.runtimes[row.name] = runtime
             self._schedule(runtime, now + (zlib.crc32(row.name.encode()) % 1000) / 1000 * spread_s)
+
+    def _resume_evidence(self, ids: list[int], now: float) -> dict[int, CapacityEvidence]:
+        """The capacity evidence the previous owner stored with each deployment's status (one query)."""
+        try:
+            with self.sessions() as session:
+                rows = session.execute(
+                    select(DeploymentStatus.deployment_id, DeploymentStatus.capacity).where(
+                        DeploymentStatus.deployment_id.in_(ids)
+                    )
+                ).all()
+        except SQLAlchemyError:
+            return {}
+        found: dict[int, CapacityEvidence] = {}
+        for deployment_id, stored in rows:
+            inputs = self.inputs.get(deployment_id, now)
+            half_life = inputs.policy.capacity_half_life_s if isinstance(inputs, Inputs) else 86_400.0
+            found[deployment_id] = CapacityEvidence.from_json((stored or {}).get("evidence"), half_life)
+        return found
 
     def _resume_states(self, ids: list[int], now: float) -> dict[int, DecisionState]:
         """Each deployment's stabilisation window rebuilt from its stored decisions (conservative: their desired
@@ -644,6 +672,7 @@ class ReconcileLoop:
                 else None
             ),
             "errors_total": runtime.errors_total,
+            "capacity": capacity_json(runtime.capacity, runtime.learned, decision, None, with_evidence=False),
         }
 
 
@@ -672,3 +701,45 @@ def observations_from_window(
         replica_startup_s=replica_startup_s,
         overrides=overrides,
     )
+
+
+def learn_capacity(
+    evidence: CapacityEvidence, window: ObservationWindow, ready: int, policy: ScalingPolicy
+) -> LearnedCapacity | None:
+    """Add the window's complete seconds (up to its last measured rate) to the evidence; the estimate after."""
+    rps = window.get(m.REQUESTS_RPS)
+    measured = np.flatnonzero(np.isfinite(rps))
+    if measured.size:
+        end = int(measured[-1]) + 1
+        ready_series = window.get(m.READY_REPLICAS)[:end]
+        ready_series = np.where(np.isfinite(ready_series), ready_series, float(ready))
+        evidence.half_life_s = policy.capacity_half_life_s
+        evidence.add(
+            window.timestamps[:end],
+            load_per_replica(rps[:end], ready_series),
+            window.get(m.LATENCY_P95_MS)[:end],
+            window.get(m.QUEUE_LENGTH)[:end],
+            window.get(m.CPU_PERCENT)[:end],
+            slo_p95_ms=policy.capacity_latency_slo_ms,
+        )
+    return evidence.estimate(cpu_saturation_percent=policy.capacity_cpu_saturation_percent)
+
+
+def capacity_json(
+    evidence: CapacityEvidence,
+    learned: LearnedCapacity | None,
+    decision: Decision | None,
+    policy: ScalingPolicy | None,
+    *,
+    with_evidence: bool = True,
+) -> dict[str, Any]:
+    """The learned capacity as the status shows it (and, for the store, the evidence to resume from)."""
+    shown: dict[str, Any] = {
+        "in_use_rps": decision.capacity_rps if decision is not None else None,
+        "estimate": dataclasses.asdict(learned) if learned is not None else None,
+    }
+    if policy is not None:
+        shown["mode"] = policy.capacity_mode
+    if with_evidence:
+        shown["evidence"] = evidence.to_json()
+    return shown

@@ -39,6 +39,7 @@ class Outcome:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (stage, message)
     errors_total: int = 0
     last_error: tuple[str | None, str | None, float | None] | None = None
+    capacity: dict[str, Any] | None = None  # learned capacity (estimate and evidence), stored with the status
 
     def fail(self, stage: str, message: str) -> None:
         self.errors.append((stage, message[:MAX_MESSAGE]))
@@ -120,6 +121,8 @@ class Recorder:
                     planned_utilisation=decision.planned_utilisation,
                     decided_at=datetime.fromtimestamp(o.at, UTC),
                 )
+            if o.capacity is not None:
+                row["capacity"] = o.capacity
             stage, message, at = o.last_error or (None, None, None)
             row.update(
                 error_stage=stage,
@@ -129,7 +132,7 @@ class Recorder:
             latest[o.deployment_id] = row
         for deployment_id, row in list(latest.items()):
             # An unchanged status is written again only every STATUS_REFRESH_S (its age says "still decided").
-            values = tuple(v for k, v in sorted(row.items()) if k not in ("updated_at", "decided_at"))
+            values = tuple(v for k, v in sorted(row.items()) if k not in ("updated_at", "decided_at", "capacity"))
             at = row["updated_at"].timestamp()
             previous = self._written.get(deployment_id)
             if previous is not None and previous[0] == values and at - previous[1] < STATUS_REFRESH_S:

@@ -6,7 +6,7 @@ A policy is a plain value (stored as JSON in the ``policies`` table, edited thro
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -24,7 +24,8 @@ class ScalingPolicy(BaseModel):
     replica_capacity_rps: float = Field(
         default=400.0,
         gt=0,
-        description="Requests per second one replica serves at the latency SLO (100 % of its capacity).",
+        description="Requests per second one replica serves at the latency SLO (100 % of its capacity); with "
+        "capacity_mode 'learned', the starting value. \"learned\" here is short for capacity_mode 'learned'.",
     )
     target_utilisation: float = Field(
         default=0.7,
@@ -178,6 +179,42 @@ class ScalingPolicy(BaseModel):
         description="1 for real traffic. A time-compressed replay (the demo plays a day in minutes) sets its "
         "compression factor so the forecaster still sees days as days (forecaster/timescale.py).",
     )
+
+    # Learned capacity (controller/capacity.py, docs/decision.md)
+    capacity_mode: Literal["configured", "learned"] = Field(
+        default="configured",
+        description="'configured': replica_capacity_rps as given. 'learned': estimated from the deployment's own "
+        "observations (load per replica against p95 latency, queue and CPU), replica_capacity_rps being used until "
+        "the estimate is confident.",
+    )
+    capacity_latency_slo_ms: float = Field(
+        default=50.0, gt=0, description="The p95 latency a replica's capacity is measured against (its SLO)."
+    )
+    capacity_cpu_saturation_percent: float = Field(
+        default=90.0, gt=0, le=10_000, description="CPU per replica (100 = one core) taken as saturated."
+    )
+    capacity_min_confidence: float = Field(
+        default=0.5, ge=0, le=1, description="A learned capacity is used once its confidence reaches this."
+    )
+    capacity_probe_step: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="While only a lower bound is known, the capacity in use is the highest load served well over "
+        "the target utilisation, plus this share: loads rise step by step until the knee shows.",
+    )
+    capacity_half_life_s: float = Field(
+        default=86_400.0, gt=0, description="Capacity evidence loses half its weight after this long."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _learned_shorthand(cls, data: Any) -> Any:
+        """``"replica_capacity_rps": "learned"`` means capacity_mode 'learned' from the default starting value."""
+        if isinstance(data, dict) and data.get("replica_capacity_rps") == "learned":
+            data = {k: v for k, v in data.items() if k != "replica_capacity_rps"}
+            data["capacity_mode"] = "learned"
+        return data
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:

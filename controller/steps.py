@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from controller.capacity import LearnedCapacity
 from controller.decision_values import DecisionState, FloatArray, ForecastInput, Observations, Reason
 from controller.overrides import OverrideKind, OverrideValue
 from controller.policy import ScalingPolicy
@@ -54,6 +55,31 @@ class LeadTime:
         origin = "measured startup" if self.measured else "default startup (not measured yet)"
         margin = self.lead_s - self.startup_s
         return Reason("lead-time", f"{origin} {self.startup_s:.0f} s + margin {margin:.0f} s = {self.lead_s:.0f} s")
+
+
+def capacity_in_use(policy: ScalingPolicy, learned: LearnedCapacity | None) -> tuple[float, Reason]:
+    """The per-replica capacity a decision plans with: the configured one, or in 'learned' mode the estimate once
+    it is bracketed and confident. A knee below the starting value is used at once (too high a start under-
+    provisions); while only a lower bound is known, the capacity in use probes above it."""
+    start = policy.replica_capacity_rps
+    if policy.capacity_mode == "configured":
+        return start, Reason("capacity", f"configured {start:g} rps per replica")
+    if learned is None:
+        return start, Reason("capacity", f"learned: no evidence yet, starting value {start:g} rps per replica")
+    estimate = learned.rps_per_replica
+    if learned.bracketed:
+        if learned.confidence >= policy.capacity_min_confidence or estimate < start:
+            return estimate, Reason("capacity", f"learned {learned.describe()}")
+        return start, Reason(
+            "capacity",
+            f"learned {learned.describe()}, below confidence {policy.capacity_min_confidence:g}: starting value "
+            f"{start:g} rps",
+        )
+    probe = estimate / policy.target_utilisation * (1 + policy.capacity_probe_step)
+    used = max(start, probe)
+    return used, Reason(
+        "capacity", f"learned {learned.describe()}: planning with {used:.1f} rps per replica until the knee shows"
+    )
 
 
 def lead_time(policy: ScalingPolicy, measured_startup_s: float | None) -> LeadTime:

@@ -243,6 +243,22 @@ class DeploymentError(BaseModel):
     at: datetime | None
 
 
+class LearnedCapacityOut(BaseModel):
+    """What the deployment's own observations say about the rps one replica serves within the latency SLO."""
+
+    rps_per_replica: float
+    observations: int = Field(description="Seconds of evidence (decayed) at loads that informed the estimate.")
+    confidence: float = Field(description="0-1: amount of evidence, and whether the capacity is bracketed.")
+    basis: str = Field(description="'latency knee', 'cpu saturation' or 'lower bound' (no overload seen yet).")
+    bracketed: bool
+
+
+class CapacityOut(BaseModel):
+    in_use_rps: float | None = Field(description="The per-replica capacity the last decision planned with.")
+    mode: str | None = Field(default=None, description="The policy's capacity_mode: configured or learned.")
+    estimate: LearnedCapacityOut | None
+
+
 class DeploymentStatus(BaseModel):
     """Where a deployment stands now."""
 
@@ -261,6 +277,7 @@ class DeploymentStatus(BaseModel):
     decided_at: datetime | None = None
     error: DeploymentError | None = None
     errors_total: int = 0
+    capacity: CapacityOut | None = None
     last_decision: DecisionOut | None
     latest_forecast: ForecastSummary | None
     active_overrides: list[OverrideOut]

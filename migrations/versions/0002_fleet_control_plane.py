@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = '0002'
 down_revision: str | None = '0001'
@@ -54,6 +55,7 @@ def upgrade() -> None:
     sa.Column('error_message', sa.Text(), nullable=True),
     sa.Column('error_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('errors_total', sa.Integer(), nullable=False),
+    sa.Column('capacity', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.ForeignKeyConstraint(['deployment_id'], ['deployments.id'], name=op.f('fk_deployment_status_deployment_id_deployments'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('deployment_id', name=op.f('pk_deployment_status'))
     )

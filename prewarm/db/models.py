@@ -298,3 +298,4 @@ class DeploymentStatus(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     error_at: Mapped[datetime | None] = mapped_column(nullable=True)
     errors_total: Mapped[int] = mapped_column(Integer, default=0)
+    capacity: Mapped[dict[str, Any]] = mapped_column(default=dict)  # learned capacity: evidence and estimate

@@ -14,11 +14,13 @@ from controller.api.errors import problem_responses
 from controller.api.routers.params import DeploymentName
 from controller.api.routing import StrictJSONRoute
 from controller.api.schemas import (
+    CapacityOut,
     DeploymentCreate,
     DeploymentError,
     DeploymentList,
     DeploymentOut,
     DeploymentStatus,
+    LearnedCapacityOut,
 )
 from controller.api.views import (
     decision_out,
@@ -122,7 +124,7 @@ def deployment_status(
 ) -> DeploymentStatus:
     now = datetime.now(UTC)
     deployment = repository.get_deployment(session, name)
-    version, _ = repository.current_policy(session, deployment.id)
+    version, policy = repository.current_policy(session, deployment.id)
     decision = repository.latest_decision(session, deployment.id)
     forecast = repository.latest_forecast(session, deployment.id)
     live = context.runtime.status(name) if context.runtime is not None else None
@@ -131,6 +133,7 @@ def deployment_status(
     common: dict[str, Any] = {
         "deployment": name,
         "policy_version": version,
+        "capacity": _capacity(live, stored, policy),
         "owner": fleet.owner_of(session, name, buckets, now),
         "bucket": bucket_of(name, buckets),
         "last_decision": decision_out(decision) if decision else None,
@@ -176,6 +179,19 @@ def deployment_status(
         ready_replicas=None,
         step=decision.source if decision else None,
         decided_at=decision.ts if decision else None,
+    )
+
+
+def _capacity(live: dict[str, Any] | None, stored: Any, policy: ScalingPolicy) -> CapacityOut | None:
+    """The learned capacity from the loop (this controller owns it) or from the owner's stored status."""
+    shown = (live or {}).get("capacity") or (stored.capacity if stored is not None else None)
+    if not shown:
+        return None
+    estimate = shown.get("estimate")
+    return CapacityOut(
+        in_use_rps=shown.get("in_use_rps"),
+        mode=policy.capacity_mode,
+        estimate=LearnedCapacityOut.model_validate(estimate) if estimate else None,
     )
 
 

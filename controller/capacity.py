@@ -1,0 +1,191 @@
+"""Learned per-replica capacity: the request rate one replica serves within the latency SLO, from the deployment's
+own observations instead of a number the user types in.
+
+Evidence is per second: the load per ready replica (rps / ready), the p95 latency, the gateway's queue and the
+replicas' CPU. ``CapacityEvidence`` keeps it compactly (weights per load level, levels 5 % apart, and the sums of
+a CPU-on-load regression), forgetting old evidence with a half-life (a model or node change moves the capacity):
+
+- **latency knee**: a second is *bad* when its p95 is over the SLO or requests queue at the gateway. The capacity is
+  the lowest load level at which most seconds are bad (the knee), when one was observed: loads below it were
+  served within the SLO. The knee *brackets* the capacity.
+- **CPU saturation**: the CPU per replica grows with the load; extrapolated to ``cpu_saturation_percent`` it gives
+  an upper limit (for compute-bound models it binds before latency shows anything).
+- **lower bound**: without a knee and without CPU saturation in reach, the evidence only says the capacity is at
+  least the highest load level that was served well.
+
+``LearnedCapacity`` says which, with the number of informative seconds and a confidence. ``capacity_in_use`` (a
+pure step of ``decide()``) turns it into the capacity a decision uses, with its reason: the estimate once it is
+bracketed and confident; while only a lower bound is known, the starting value, raised step by step above the
+highest load served well (probing: the loads rise until the knee shows, and the reactive path catches the seconds
+past it). The live loop and the simulator feed the same evidence with the same seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+LEVEL_RATIO = 1.05  # load levels are 5 % apart
+LEVEL_BASE_RPS = 0.1  # level 0 starts here
+MIN_LEVEL_WEIGHT = 20.0  # seconds (after decay) a level needs before it says anything
+BAD_SHARE_KNEE = 0.5  # a level where at least this share of seconds is bad is past the knee
+BAD_SHARE_GOOD = 0.1  # a level with at most this share of bad seconds was served well
+CPU_EXTRAPOLATION_LIMIT = 3.0  # CPU saturation further than this many times the highest load seen is not trusted
+
+
+def level_of(load_rps: float) -> int:
+    return math.floor(math.log(max(load_rps, LEVEL_BASE_RPS) / LEVEL_BASE_RPS) / math.log(LEVEL_RATIO))
+
+
+def level_floor(level: int) -> float:
+    return LEVEL_BASE_RPS * LEVEL_RATIO**level
+
+
+@dataclass(frozen=True)
+class LearnedCapacity:
+    """What the evidence says about the rps one replica serves within the SLO."""
+
+    rps_per_replica: float
+    observations: int  # seconds (after decay) at loads that informed the estimate
+    confidence: float  # 0-1: how many informative seconds, and whether the capacity is bracketed
+    basis: str  # "latency knee", "cpu saturation" or "lower bound"
+    bracketed: bool  # an upper limit was observed (knee or CPU): the estimate is the capacity, not a floor
+
+    def describe(self) -> str:
+        kind = "" if self.bracketed else "at least "
+        return (
+            f"{kind}{self.rps_per_replica:.1f} rps per replica ({self.basis}, {self.observations} s of evidence, "
+            f"confidence {self.confidence:.2f})"
+        )
+
+
+@dataclass
+class CapacityEvidence:
+    """Decaying per-level counts of good and bad seconds, and CPU regression sums. Mutable; one per deployment."""
+
+    half_life_s: float = 86_400.0
+    levels: dict[int, list[float]] = field(default_factory=dict)  # level -> [good weight, bad weight]
+    cpu_sums: list[float] = field(default_factory=lambda: [0.0] * 5)  # w, wx, wy, wxx, wxy
+    last_ts: float | None = None  # newest second added
+
+    def add(
+        self,
+        timestamps: FloatArray,
+        load_per_replica: FloatArray,
+        latency_p95_ms: FloatArray,
+        queue_length: FloatArray,
+        cpu_percent: FloatArray,
+        *,
+        slo_p95_ms: float,
+    ) -> int:
+        """Add the seconds newer than any added before; returns how many were used (seconds with load, a
+        measured latency and at least one ready replica, as the caller computed ``load_per_replica``)."""
+        newer = timestamps > (self.last_ts if self.last_ts is not None else -math.inf)
+        load = load_per_replica[newer]
+        latency = latency_p95_ms[newer]
+        usable = np.isfinite(load) & (load > 0) & np.isfinite(latency)
+        if not newer.any():
+            return 0
+        newest = float(timestamps[newer].max())
+        self._decay(newest)
+        self.last_ts = newest
+        if not usable.any():
+            return 0
+        queue = np.nan_to_num(queue_length[newer][usable], nan=0.0)
+        load, latency = load[usable], latency[usable]
+        bad = (latency > slo_p95_ms) | (queue > 0.5)
+        for value, is_bad in zip(load, bad, strict=True):
+            counts = self.levels.setdefault(level_of(float(value)), [0.0, 0.0])
+            counts[1 if is_bad else 0] += 1.0
+        cpu = cpu_percent[newer][usable]
+        good_cpu = np.isfinite(cpu) & ~bad  # queueing seconds say nothing about CPU per request
+        if good_cpu.any():
+            x, y = load[good_cpu], cpu[good_cpu]
+            for index, value in enumerate((float(len(x)), x.sum(), y.sum(), (x * x).sum(), (x * y).sum())):
+                self.cpu_sums[index] += float(value)
+        return int(usable.sum())
+
+    def _decay(self, now: float) -> None:
+        if self.last_ts is None or now <= self.last_ts:
+            return
+        factor = 0.5 ** ((now - self.last_ts) / self.half_life_s)
+        if factor > 0.999:
+            return
+        for counts in self.levels.values():
+            counts[0] *= factor
+            counts[1] *= factor
+        self.cpu_sums = [value * factor for value in self.cpu_sums]
+
+    def estimate(self, *, cpu_saturation_percent: float = 90.0) -> LearnedCapacity | None:
+        """The capacity the evidence supports, or None before any level has enough seconds."""
+        informative = sorted(
+            (level, good, bad) for level, (good, bad) in self.levels.items() if good + bad >= MIN_LEVEL_WEIGHT
+        )
+        if not informative:
+            return None
+        knee = next((level for level, good, bad in informative if bad / (good + bad) >= BAD_SHARE_KNEE), None)
+        served = [level for level, good, bad in informative if bad / (good + bad) <= BAD_SHARE_GOOD]
+        if knee is not None:
+            rps, basis, bracketed = level_floor(knee), "latency knee", True
+        elif served:
+            rps, basis, bracketed = level_floor(served[-1] + 1), "lower bound", False
+        else:
+            return None
+        cpu_limit = self._cpu_limit(cpu_saturation_percent)
+        highest_seen = level_floor(informative[-1][0] + 1)
+        if cpu_limit is not None and cpu_limit <= CPU_EXTRAPOLATION_LIMIT * highest_seen:
+            if bracketed and cpu_limit < rps:  # the CPU saturates before latency shows it
+                rps, basis = cpu_limit, "cpu saturation"
+            elif not bracketed and cpu_limit >= rps:  # served well up to rps; the CPU says where it ends
+                rps, basis, bracketed = cpu_limit, "cpu saturation", True
+        weight = sum(good + bad for level, good, bad in informative if level_floor(level + 1) >= 0.5 * rps)
+        confidence = min(1.0, weight / (10 * MIN_LEVEL_WEIGHT)) * (1.0 if bracketed else 0.5)
+        return LearnedCapacity(rps, round(weight), round(confidence, 3), basis, bracketed)
+
+    def _cpu_limit(self, saturation_percent: float) -> float | None:
+        """Load at which the fitted CPU per replica reaches saturation (None: no usable fit)."""
+        w, wx, wy, wxx, wxy = self.cpu_sums
+        if w < 10 * MIN_LEVEL_WEIGHT:
+            return None
+        variance = wxx / w - (wx / w) ** 2
+        if variance <= 1e-12:
+            return None
+        slope = (wxy / w - (wx / w) * (wy / w)) / variance
+        intercept = wy / w - slope * wx / w
+        if slope <= 1e-9 or intercept >= saturation_percent:
+            return None
+        return (saturation_percent - intercept) / slope
+
+    # -- persistence (the deployment's status row keeps it across restarts and failovers) ----------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "half_life_s": self.half_life_s,
+            "levels": {str(k): [round(g, 3), round(b, 3)] for k, (g, b) in self.levels.items() if g + b >= 0.5},
+            "cpu_sums": self.cpu_sums,
+            "last_ts": self.last_ts,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None, half_life_s: float) -> CapacityEvidence:
+        if not data:
+            return cls(half_life_s=half_life_s)
+        try:
+            levels = {int(k): [float(v[0]), float(v[1])] for k, v in (data.get("levels") or {}).items()}
+            sums = [float(v) for v in data.get("cpu_sums") or [0.0] * 5][:5]
+            last = data.get("last_ts")
+            return cls(half_life_s, levels, sums + [0.0] * (5 - len(sums)), float(last) if last is not None else None)
+        except (TypeError, ValueError, IndexError, AttributeError):
+            return cls(half_life_s=half_life_s)
+
+
+def load_per_replica(rps: FloatArray, ready: FloatArray) -> FloatArray:
+    """Per-second rps divided by the ready replicas (NaN where none was ready)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ready > 0, rps / ready, np.nan)
