@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from controller.loop_metrics import histogram_quantile
 from prewarm.db import migrate
 from prewarm.db.engine import create_engine_for_url, session_factory
 from prewarm.db.models import Deployment, Policy
@@ -100,23 +101,6 @@ def scrape(url: str) -> Scrape:
             elif sample.name.endswith("_count"):
                 counts[key] = sample.value
     return Scrape(decisions, lag, lag_count, sums, counts)
-
-
-def quantile(buckets: dict[float, float], total: float, q: float) -> float:
-    """Prometheus' histogram_quantile: linear interpolation inside the bucket holding the q-th observation."""
-    if total <= 0:
-        return math.nan
-    rank = q * total
-    previous_bound, previous_count = 0.0, 0.0
-    for bound in sorted(buckets):
-        count = buckets[bound]
-        if count >= rank:
-            if math.isinf(bound):
-                return previous_bound
-            width = count - previous_count
-            return previous_bound + (bound - previous_bound) * ((rank - previous_count) / width if width else 1.0)
-        previous_bound, previous_count = bound, count
-    return previous_bound
 
 
 def create_fleet(url: str, count: int) -> None:
@@ -255,8 +239,8 @@ def run(url: str, count: int, controllers: int, seconds: float, warmup_s: float,
         seconds=elapsed,
         decisions_per_s=decisions / elapsed,
         asked_per_s=count / INTERVAL_S,
-        lag_p50_s=quantile(lag, lag_count, 0.5),
-        lag_p99_s=quantile(lag, lag_count, 0.99),
+        lag_p50_s=histogram_quantile(lag, lag_count, 0.5),
+        lag_p99_s=histogram_quantile(lag, lag_count, 0.99),
         cpu_ms_per_decision=1000 * controller_cpu / max(decisions, 1),
         pass_ms_per_s=1000 * total("pass", "sums") / elapsed,
         reconcile_ms_per_decision=1000 * total("reconcile", "sums") / max(total("reconcile", "counts"), 1),

@@ -5,6 +5,8 @@ Evidence is per second: the load per ready replica (rps / ready), the p95 latenc
 replicas' CPU. ``CapacityEvidence`` keeps it compactly (weights per load level, levels 5 % apart, and the sums of
 a CPU-on-load regression), forgetting old evidence with a half-life (a model or node change moves the capacity):
 
+- **saturation throughput**: a second that starts and ends with requests queued at the gateway kept every replica
+  busy, so what they answered in it is their capacity, measured directly (the median of such seconds).
 - **latency knee**: a second is *bad* when its p95 is over the SLO or requests queue at the gateway. The capacity is
   the lowest load level at which most seconds are bad (the knee), when one was observed: loads below it were
   served within the SLO. The knee *brackets* the capacity.
@@ -54,7 +56,7 @@ class LearnedCapacity:
     rps_per_replica: float
     observations: int  # seconds (after decay) at loads that informed the estimate
     confidence: float  # 0-1: how many informative seconds, and whether the capacity is bracketed
-    basis: str  # "latency knee", "cpu saturation" or "lower bound"
+    basis: str  # "saturation throughput", "latency knee", "cpu saturation" or "lower bound"
     bracketed: bool  # an upper limit was observed (knee or CPU): the estimate is the capacity, not a floor
 
     def describe(self) -> str:
@@ -72,7 +74,9 @@ class CapacityEvidence:
     half_life_s: float = 86_400.0
     levels: dict[int, list[float]] = field(default_factory=dict)  # level -> [good weight, bad weight]
     cpu_sums: list[float] = field(default_factory=lambda: [0.0] * 5)  # w, wx, wy, wxx, wxy
+    throughput: dict[int, float] = field(default_factory=dict)  # level -> weight of saturated seconds' throughput
     last_ts: float | None = None  # newest second added
+    last_backlog: bool = False  # that second ended with requests queued
 
     def add(
         self,
@@ -81,23 +85,35 @@ class CapacityEvidence:
         latency_p95_ms: FloatArray,
         queue_length: FloatArray,
         cpu_percent: FloatArray,
+        served_per_replica: FloatArray | None = None,
         *,
         slo_p95_ms: float,
     ) -> int:
         """Add the seconds newer than any added before; returns how many were used (seconds with load, a
-        measured latency and at least one ready replica, as the caller computed ``load_per_replica``)."""
+        measured latency and at least one ready replica, as the caller computed ``load_per_replica``).
+
+        A second that starts and ends with requests queued at the gateway kept every replica busy: what the
+        replicas answered in it (``served_per_replica``) is their saturation throughput."""
         newer = timestamps > (self.last_ts if self.last_ts is not None else -math.inf)
+        if not newer.any():
+            return 0
+        if served_per_replica is not None:
+            self._add_throughput(newer, queue_length, served_per_replica)
         load = load_per_replica[newer]
         latency = latency_p95_ms[newer]
         usable = np.isfinite(load) & (load > 0) & np.isfinite(latency)
-        if not newer.any():
-            return 0
         newest = float(timestamps[newer].max())
         self._decay(newest)
         self.last_ts = newest
+        all_queue = np.nan_to_num(queue_length[newer], nan=0.0)
+        # A second after one that ended with a backlog pays for that backlog, not for its own load: it says
+        # nothing about the load it carried (the throughput evidence above uses it).
+        carried = np.concatenate(([self.last_backlog], all_queue[:-1] >= 1.0))
+        self.last_backlog = bool(all_queue[-1] >= 1.0)
+        usable &= ~carried
         if not usable.any():
             return 0
-        queue = np.nan_to_num(queue_length[newer][usable], nan=0.0)
+        queue = all_queue[usable]
         load, latency = load[usable], latency[usable]
         bad = (latency > slo_p95_ms) | (queue > 0.5)
         for value, is_bad in zip(load, bad, strict=True):
@@ -111,6 +127,16 @@ class CapacityEvidence:
                 self.cpu_sums[index] += float(value)
         return int(usable.sum())
 
+    def _add_throughput(self, newer: npt.NDArray[np.bool_], queue: FloatArray, served: FloatArray) -> None:
+        backlog = np.nan_to_num(queue, nan=0.0) >= 1.0
+        first = int(np.argmax(newer))  # the second before the first new one ended as the last batch said
+        before = np.concatenate(([False], backlog[:-1]))
+        before[first] = self.last_backlog
+        saturated = newer & backlog & before & np.isfinite(served) & (served > 0)
+        for value in served[saturated]:
+            level = level_of(float(value))
+            self.throughput[level] = self.throughput.get(level, 0.0) + 1.0
+
     def _decay(self, now: float) -> None:
         if self.last_ts is None or now <= self.last_ts:
             return
@@ -121,32 +147,79 @@ class CapacityEvidence:
             counts[0] *= factor
             counts[1] *= factor
         self.cpu_sums = [value * factor for value in self.cpu_sums]
+        self.throughput = {level: weight * factor for level, weight in self.throughput.items()}
 
     def estimate(self, *, cpu_saturation_percent: float = 90.0) -> LearnedCapacity | None:
-        """The capacity the evidence supports, or None before any level has enough seconds."""
-        informative = sorted(
-            (level, good, bad) for level, (good, bad) in self.levels.items() if good + bad >= MIN_LEVEL_WEIGHT
-        )
-        if not informative:
-            return None
-        knee = next((level for level, good, bad in informative if bad / (good + bad) >= BAD_SHARE_KNEE), None)
-        served = [level for level, good, bad in informative if bad / (good + bad) <= BAD_SHARE_GOOD]
-        if knee is not None:
+        """The capacity the evidence supports, or None before it says anything.
+
+        A level with few seconds borrows those of the levels just above it until it has ``MIN_LEVEL_WEIGHT`` (the
+        busiest seconds are few: a level alone would rarely say anything in a short history). The knee is the
+        lowest level whose seconds (so gathered) are mostly bad; the lower bound the highest level from which the
+        seconds at and above it were almost all served well."""
+        ordered = sorted(self.levels.items())
+        above = np.cumsum([[g, b] for _, (g, b) in ordered][::-1], axis=0)[::-1]  # seconds at and above
+        knee: int | None = None
+        for index, (level, _) in enumerate(ordered):
+            good = bad = 0.0
+            for _, (g, b) in ordered[index:]:
+                good, bad = good + g, bad + b
+                if good + bad >= MIN_LEVEL_WEIGHT:
+                    break
+            local_bad = good + bad >= MIN_LEVEL_WEIGHT and bad / (good + bad) >= BAD_SHARE_KNEE
+            # ... and mostly bad from there up: a cluster of bad seconds at a low load (a cold start, a pause)
+            # with good ones above it is no knee.
+            if local_bad and above[index][1] / above[index].sum() >= BAD_SHARE_KNEE:
+                knee = level
+                break
+        served: int | None = None
+        good_above = bad_above = 0.0
+        for level, (good, bad) in reversed(ordered):
+            good_above, bad_above = good_above + good, bad_above + bad
+            total = good_above + bad_above
+            if total >= MIN_LEVEL_WEIGHT and bad_above / total <= BAD_SHARE_GOOD:
+                served = level
+                break
+        saturation = self._saturation_throughput()
+        # Measured throughput wins unless latency crossed the SLO clearly (more than a level) below it.
+        if saturation is not None and (knee is None or level_floor(knee) * LEVEL_RATIO**1.5 >= saturation):
+            rps, basis, bracketed = saturation, "saturation throughput", True
+        elif knee is not None:
             rps, basis, bracketed = level_floor(knee), "latency knee", True
-        elif served:
-            rps, basis, bracketed = level_floor(served[-1] + 1), "lower bound", False
+        elif served is not None:
+            rps, basis, bracketed = level_floor(served), "lower bound", False
         else:
             return None
+        highest_seen = level_floor(ordered[-1][0] + 1)
         cpu_limit = self._cpu_limit(cpu_saturation_percent)
-        highest_seen = level_floor(informative[-1][0] + 1)
         if cpu_limit is not None and cpu_limit <= CPU_EXTRAPOLATION_LIMIT * highest_seen:
             if bracketed and cpu_limit < rps:  # the CPU saturates before latency shows it
                 rps, basis = cpu_limit, "cpu saturation"
             elif not bracketed and cpu_limit >= rps:  # served well up to rps; the CPU says where it ends
                 rps, basis, bracketed = cpu_limit, "cpu saturation", True
-        weight = sum(good + bad for level, good, bad in informative if level_floor(level + 1) >= 0.5 * rps)
-        confidence = min(1.0, weight / (10 * MIN_LEVEL_WEIGHT)) * (1.0 if bracketed else 0.5)
+        if basis == "saturation throughput":  # measured directly: as good as the saturated seconds are many
+            weight = sum(self.throughput.values())
+            reach = 1.0
+        elif basis == "cpu saturation":
+            # A fit over every load seen; less sure the further it is extrapolated beyond them.
+            weight = sum(good + bad for good, bad in self.levels.values())
+            reach = min(1.0, 2.0 * highest_seen / rps)
+        else:  # a knee or a floor is only as good as the seconds near it
+            weight = sum(g + b for level, (g, b) in ordered if level_floor(level + 1) >= 0.5 * rps)
+            reach = 1.0
+        confidence = min(1.0, weight / (10 * MIN_LEVEL_WEIGHT)) * reach * (1.0 if bracketed else 0.5)
         return LearnedCapacity(rps, round(weight), round(confidence, 3), basis, bracketed)
+
+    def _saturation_throughput(self) -> float | None:
+        """The weighted median of the saturated seconds' throughput per replica (None: too few of them)."""
+        total = sum(self.throughput.values())
+        if total < MIN_LEVEL_WEIGHT:
+            return None
+        running = 0.0
+        for level in sorted(self.throughput):
+            running += self.throughput[level]
+            if running >= total / 2:
+                return level_floor(level) * math.sqrt(LEVEL_RATIO)  # the middle of the level
+        return None
 
     def _cpu_limit(self, saturation_percent: float) -> float | None:
         """Load at which the fitted CPU per replica reaches saturation (None: no usable fit)."""
@@ -169,6 +242,7 @@ class CapacityEvidence:
             "half_life_s": self.half_life_s,
             "levels": {str(k): [round(g, 3), round(b, 3)] for k, (g, b) in self.levels.items() if g + b >= 0.5},
             "cpu_sums": self.cpu_sums,
+            "throughput": {str(k): round(w, 3) for k, w in self.throughput.items() if w >= 0.5},
             "last_ts": self.last_ts,
         }
 
@@ -179,8 +253,10 @@ class CapacityEvidence:
         try:
             levels = {int(k): [float(v[0]), float(v[1])] for k, v in (data.get("levels") or {}).items()}
             sums = [float(v) for v in data.get("cpu_sums") or [0.0] * 5][:5]
+            throughput = {int(k): float(v) for k, v in (data.get("throughput") or {}).items()}
             last = data.get("last_ts")
-            return cls(half_life_s, levels, sums + [0.0] * (5 - len(sums)), float(last) if last is not None else None)
+            sums += [0.0] * (5 - len(sums))
+            return cls(half_life_s, levels, sums, throughput, float(last) if last is not None else None)
         except (TypeError, ValueError, IndexError, AttributeError):
             return cls(half_life_s=half_life_s)
 
@@ -189,3 +265,35 @@ def load_per_replica(rps: FloatArray, ready: FloatArray) -> FloatArray:
     """Per-second rps divided by the ready replicas (NaN where none was ready)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(ready > 0, rps / ready, np.nan)
+
+
+def learn(
+    evidence: CapacityEvidence,
+    timestamps: FloatArray,
+    rps: FloatArray,
+    ready: FloatArray,
+    latency_p95_ms: FloatArray,
+    queue_length: FloatArray,
+    cpu_percent: FloatArray,
+    served: FloatArray | None = None,
+    *,
+    slo_p95_ms: float,
+    cpu_saturation_percent: float,
+    half_life_s: float,
+) -> LearnedCapacity | None:
+    """Add the complete seconds (up to the last measured rate) to the evidence; the estimate after. The live loop
+    and the simulator both call this with their per-second observations."""
+    measured = np.flatnonzero(np.isfinite(rps))
+    if measured.size:
+        end = int(measured[-1]) + 1
+        evidence.half_life_s = half_life_s
+        evidence.add(
+            timestamps[:end],
+            load_per_replica(rps[:end], ready[:end]),
+            latency_p95_ms[:end],
+            queue_length[:end],
+            cpu_percent[:end],
+            load_per_replica(served[:end], ready[:end]) if served is not None and len(served) else None,
+            slo_p95_ms=slo_p95_ms,
+        )
+    return evidence.estimate(cpu_saturation_percent=cpu_saturation_percent)

@@ -47,7 +47,7 @@ def decide(
     current = max(0, observations.current_replicas)
     reasons: list[Reason] = []
 
-    capacity, capacity_reason = steps.capacity_in_use(policy, observations.learned_capacity)
+    capacity, capacity_reason, probe = steps.capacity_in_use(policy, observations.learned_capacity, state, now)
     if policy.capacity_mode == "learned":  # a configured capacity is in the policy: no need to repeat it
         reasons.append(capacity_reason)
     if capacity != policy.replica_capacity_rps:  # every later step plans with the capacity in use
@@ -154,6 +154,7 @@ def decide(
         panic_triggered_at=react.panic_triggered_at if react.panic else None,
         panic_peak=react.panic_peak if react.panic else 0,
         last_scale_ts=now if count != current else state.last_scale_ts,
+        capacity_probe=probe,
     )
     return Decision(
         desired=count,

@@ -85,6 +85,7 @@ class DecisionState:
     panic_triggered_at: float | None = None  # last time the panic condition held; None: not panicking
     panic_peak: int = 0  # highest panic recommendation since panic began (Knative keeps it)
     last_scale_ts: float | None = None  # last time the decided count differed from the current one
+    capacity_probe: tuple[float, float] | None = None  # (capacity probed, since when) while learning upward
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controller.backends.base import BackendError, ReplicaBackend, ReplicaInfo
 from controller.backends.factory import build_backend
-from controller.capacity import CapacityEvidence, LearnedCapacity, load_per_replica
+from controller.capacity import CapacityEvidence, LearnedCapacity, learn
 from controller.decide import Decision, DecisionState, Observations, decide
 from controller.leases import LeaseManager, bucket_of
 from controller.loop_inputs import DeploymentRow, InputError, InputReader, Inputs, read_deployments
@@ -706,23 +706,16 @@ def observations_from_window(
 def learn_capacity(
     evidence: CapacityEvidence, window: ObservationWindow, ready: int, policy: ScalingPolicy
 ) -> LearnedCapacity | None:
-    """Add the window's complete seconds (up to its last measured rate) to the evidence; the estimate after."""
-    rps = window.get(m.REQUESTS_RPS)
-    measured = np.flatnonzero(np.isfinite(rps))
-    if measured.size:
-        end = int(measured[-1]) + 1
-        ready_series = window.get(m.READY_REPLICAS)[:end]
-        ready_series = np.where(np.isfinite(ready_series), ready_series, float(ready))
-        evidence.half_life_s = policy.capacity_half_life_s
-        evidence.add(
-            window.timestamps[:end],
-            load_per_replica(rps[:end], ready_series),
-            window.get(m.LATENCY_P95_MS)[:end],
-            window.get(m.QUEUE_LENGTH)[:end],
-            window.get(m.CPU_PERCENT)[:end],
-            slo_p95_ms=policy.capacity_latency_slo_ms,
-        )
-    return evidence.estimate(cpu_saturation_percent=policy.capacity_cpu_saturation_percent)
+    """Feed a window's seconds to the deployment's capacity evidence (ready replicas as the gateway measured them
+    each second, else the current count); the estimate after."""
+    ready_series = window.get(m.READY_REPLICAS)
+    return learn(
+        evidence, window.timestamps, window.get(m.REQUESTS_RPS),
+        np.where(np.isfinite(ready_series), ready_series, float(ready)),
+        window.get(m.LATENCY_P95_MS), window.get(m.QUEUE_LENGTH), window.get(m.CPU_PERCENT), window.get(m.SERVED_RPS),
+        slo_p95_ms=policy.capacity_latency_slo_ms, cpu_saturation_percent=policy.capacity_cpu_saturation_percent,
+        half_life_s=policy.capacity_half_life_s,
+    )  # fmt: skip
 
 
 def capacity_json(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -104,3 +105,38 @@ class ControllerMetrics:
         self.buckets_held.set(len(held))
         for bucket in range(buckets):
             self.bucket_leader.labels(str(bucket)).set(1 if bucket in held else 0)
+
+
+def histogram_quantile(buckets: dict[float, float], total: float, q: float) -> float:
+    """Prometheus' histogram_quantile over cumulative ``buckets`` (upper bound -> count): linear interpolation
+    inside the bucket that holds the q-th observation; NaN without observations."""
+    if total <= 0:
+        return math.nan
+    rank = q * total
+    previous_bound, previous_count = 0.0, 0.0
+    for bound in sorted(buckets):
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return previous_bound
+            width = count - previous_count
+            return previous_bound + (bound - previous_bound) * ((rank - previous_count) / width if width else 1.0)
+        previous_bound, previous_count = bound, count
+    return previous_bound
+
+
+def decision_lag_histogram(metrics_text: str) -> tuple[dict[float, float], float]:
+    """The decision-lag histogram (cumulative buckets and count) from a controller's /metrics text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: dict[float, float] = {}
+    count = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "prewarm_controller_decision_lag_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets[float(sample.labels["le"])] = sample.value
+            elif sample.name.endswith("_count"):
+                count = sample.value
+    return buckets, count

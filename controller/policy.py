@@ -200,8 +200,11 @@ class ScalingPolicy(BaseModel):
         default=0.1,
         ge=0,
         le=1,
-        description="While only a lower bound is known, the capacity in use is the highest load served well over "
-        "the target utilisation, plus this share: loads rise step by step until the knee shows.",
+        description="While only a lower bound is known, the capacity in use rises by this share every probe "
+        "interval in which the replicas carried at least half of it well: loads rise until the knee shows.",
+    )
+    capacity_probe_interval_s: float = Field(
+        default=300.0, gt=0, description="How often the probed capacity may rise while learning upward."
     )
     capacity_half_life_s: float = Field(
         default=86_400.0, gt=0, description="Capacity evidence loses half its weight after this long."

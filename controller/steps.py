@@ -57,29 +57,38 @@ class LeadTime:
         return Reason("lead-time", f"{origin} {self.startup_s:.0f} s + margin {margin:.0f} s = {self.lead_s:.0f} s")
 
 
-def capacity_in_use(policy: ScalingPolicy, learned: LearnedCapacity | None) -> tuple[float, Reason]:
-    """The per-replica capacity a decision plans with: the configured one, or in 'learned' mode the estimate once
-    it is bracketed and confident. A knee below the starting value is used at once (too high a start under-
-    provisions); while only a lower bound is known, the capacity in use probes above it."""
+def capacity_in_use(
+    policy: ScalingPolicy, learned: LearnedCapacity | None, state: DecisionState, now: float
+) -> tuple[float, Reason, tuple[float, float] | None]:
+    """The per-replica capacity a decision plans with, its reason and the probe to remember.
+
+    Configured mode: the policy's. Learned mode: the estimate once it is bracketed and confident (a knee below the
+    starting value at once: too high a start under-provisions). While only a lower bound is known, the capacity
+    *probes* upward: every ``capacity_probe_interval_s`` in which the replicas carried at least half the probed
+    capacity with almost no bad second, it rises by ``capacity_probe_step``, until the knee shows (the reactive
+    path catches the seconds past it)."""
     start = policy.replica_capacity_rps
     if policy.capacity_mode == "configured":
-        return start, Reason("capacity", f"configured {start:g} rps per replica")
+        return start, Reason("capacity", f"configured {start:g} rps per replica"), None
     if learned is None:
-        return start, Reason("capacity", f"learned: no evidence yet, starting value {start:g} rps per replica")
+        return start, Reason("capacity", f"learned: no evidence yet, starting value {start:g} rps per replica"), None
     estimate = learned.rps_per_replica
     if learned.bracketed:
         if learned.confidence >= policy.capacity_min_confidence or estimate < start:
-            return estimate, Reason("capacity", f"learned {learned.describe()}")
-        return start, Reason(
-            "capacity",
+            return estimate, Reason("capacity", f"learned {learned.describe()}"), None
+        message = (
             f"learned {learned.describe()}, below confidence {policy.capacity_min_confidence:g}: starting value "
-            f"{start:g} rps",
+            f"{start:g} rps"
         )
-    probe = estimate / policy.target_utilisation * (1 + policy.capacity_probe_step)
-    used = max(start, probe)
-    return used, Reason(
-        "capacity", f"learned {learned.describe()}: planning with {used:.1f} rps per replica until the knee shows"
-    )
+        return start, Reason("capacity", message), None
+    probed, since = state.capacity_probe or (start, now)
+    if estimate >= 0.5 * probed and now - since >= policy.capacity_probe_interval_s:
+        probed, since = probed * (1 + policy.capacity_probe_step), now
+    return probed, Reason(
+        "capacity",
+        f"learned {learned.describe()}: probing {probed:.1f} rps per replica until the knee shows "
+        f"(starting value {start:g})",
+    ), (probed, since)
 
 
 def lead_time(policy: ScalingPolicy, measured_startup_s: float | None) -> LeadTime:

@@ -78,6 +78,15 @@ class LoadResult:
     status: np.ndarray
     duration_s: float
     retried: int = 0
+    sent_s: np.ndarray | None = None  # when each request actually left (s from start; NaN: never sent)
+
+    def send_slip_s(self) -> np.ndarray:
+        """How late each sent request left against its intended time: the generator's own lag (a busy machine
+        delays an open-loop generator too; its latencies still count from the intended time)."""
+        if self.sent_s is None:
+            return np.zeros(0)
+        slip = self.sent_s - self.intended_s
+        return slip[np.isfinite(slip)]
 
     def summary(self) -> LoadSummary:
         ok = self.status == 200
@@ -130,7 +139,10 @@ class _Connection(asyncio.Protocol):
     def send(self, index: int, was_idle: bool) -> None:
         assert self.transport is not None
         self.index, self.was_idle = index, was_idle
-        self.deadline = perf_counter() + self.run.timeout_s
+        now = perf_counter()
+        self.deadline = now + self.run.timeout_s
+        if np.isnan(self.run.sent_s[index]):  # the first send counts (a resend after an idle close does not)
+            self.run.sent_s[index] = now - self.run.t0
         self.transport.write(self.run.request)
 
     def data_received(self, data: bytes) -> None:
@@ -204,6 +216,7 @@ class _Run:
         self.t0 = 0.0
         self.opening = 0
         self.resent = np.zeros(len(intended_s), dtype=bool)
+        self.sent_s = np.full(len(intended_s), np.nan)
         self.retried = 0
         self.stopping = False  # the run is over: closed connections are not replaced
 
@@ -355,7 +368,7 @@ async def open_loop(
     for connection in [*run.idle, *run.busy]:
         if connection.transport is not None:
             connection.transport.close()
-    return LoadResult(run.intended_s, run.latency_s, run.status, duration_s, run.retried)
+    return LoadResult(run.intended_s, run.latency_s, run.status, duration_s, run.retried, run.sent_s)
 
 
 def run_open_loop(

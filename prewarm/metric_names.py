@@ -7,6 +7,7 @@ from typing import Final
 
 REQUESTS_RPS: Final = "rps"  # requests that arrived in the second (requests/s)
 ERRORS_RPS: Final = "errors_rps"  # requests that ended with an error in the second
+SERVED_RPS: Final = "served_rps"  # requests answered in the second (errors included): throughput
 LATENCY_P50_MS: Final = "latency_p50_ms"
 LATENCY_P95_MS: Final = "latency_p95_ms"
 LATENCY_P99_MS: Final = "latency_p99_ms"
@@ -21,6 +22,7 @@ ALL: Final = frozenset(
     {
         REQUESTS_RPS,
         ERRORS_RPS,
+        SERVED_RPS,
         LATENCY_P50_MS,
         LATENCY_P95_MS,
         LATENCY_P99_MS,

@@ -46,6 +46,46 @@ def test_the_knee_where_latency_crosses_the_slo_is_the_capacity() -> None:
     assert learned.confidence == 1.0
 
 
+def test_a_second_after_a_backlog_is_no_evidence_about_its_own_load() -> None:
+    """Under-provisioned (a start too high): requests pile up at 60 rps per replica (capacity 50), then replicas
+    are added and the load per replica falls to 20, but the queue keeps latency high while it drains. Those
+    seconds must not look like a knee at 20 rps."""
+    evidence = CapacityEvidence()
+    cycle_loads = np.concatenate([np.full(60, 60.0), np.full(40, 20.0), np.linspace(10, 30, 20)])
+    cycle_queue = np.concatenate([np.linspace(10, 600, 60), np.linspace(600, 5, 40), np.zeros(20)])
+    loads, queue = np.tile(cycle_loads, 20), np.tile(cycle_queue, 20)
+    latency = np.where(queue > 0, 900.0, 22.0)
+    evidence.add(T0 + np.arange(len(loads), dtype=np.float64), loads, latency, queue, np.full(len(loads), 3.0),
+                 slo_p95_ms=SLO_MS)  # fmt: skip
+    learned = evidence.estimate()
+    assert learned is None or learned.rps_per_replica > 25, learned
+
+
+def test_seconds_with_a_backlog_measure_the_saturation_throughput_directly() -> None:
+    """Replicas answering one request at a time in 20 ms serve 50 rps each once requests queue, whatever arrives."""
+    evidence = CapacityEvidence()
+    rng = np.random.default_rng(9)
+    loads = rng.uniform(30, 80, 2000)
+    queue = np.where(loads > 50, 8.0, 0.0)  # a backlog while arrivals exceed what the replicas answer
+    served = np.minimum(loads, 50.0) + rng.normal(0, 0.5, len(loads))
+    latency = np.where(loads > 50, 200.0, 22.0)
+    evidence.add(T0 + np.arange(len(loads), dtype=np.float64), loads, latency, queue, np.full(len(loads), 3.0),
+                 served, slo_p95_ms=SLO_MS)  # fmt: skip
+    learned = evidence.estimate()
+    assert learned is not None and learned.basis == "saturation throughput" and learned.bracketed
+    assert learned.rps_per_replica == pytest.approx(50.0, rel=0.04)
+    assert learned.confidence == 1.0
+
+
+def test_bad_seconds_at_a_low_load_with_good_ones_above_are_no_knee() -> None:
+    evidence = CapacityEvidence()
+    feed(evidence, np.random.default_rng(8).uniform(20, 45, 3000))
+    evidence.add(T0 + 5000 + np.arange(30.0), np.full(30, 5.0), np.full(30, 400.0), np.zeros(30), np.full(30, 5.0),
+                 slo_p95_ms=SLO_MS)  # fmt: skip  (30 s of a cold start at a low load)
+    learned = evidence.estimate()
+    assert learned is not None and learned.basis == "lower bound" and learned.rps_per_replica > 40
+
+
 def test_without_overload_only_a_lower_bound_is_known() -> None:
     evidence = CapacityEvidence()
     feed(evidence, np.random.default_rng(4).uniform(5, 35, 3000))
@@ -76,14 +116,16 @@ def test_seconds_are_counted_once_and_the_evidence_survives_a_json_round_trip() 
     evidence = CapacityEvidence()
     loads = np.random.default_rng(6).uniform(10, 70, 500)
     feed(evidence, loads)
+    counted = sum(sum(c) for c in evidence.levels.values())
     feed(evidence, loads)  # the same seconds again: nothing new
-    assert sum(sum(c) for c in evidence.levels.values()) == pytest.approx(500)
+    assert sum(sum(c) for c in evidence.levels.values()) == counted > 250  # (seconds after a backlog are not)
     copy = CapacityEvidence.from_json(evidence.to_json(), evidence.half_life_s)
     assert copy.estimate() == evidence.estimate()
     assert CapacityEvidence.from_json({"levels": "garbage"}, 60.0).levels == {}
 
 
-LEARNED = ScalingPolicy(capacity_mode="learned", replica_capacity_rps=40.0)
+LEARNED = ScalingPolicy(capacity_mode="learned", replica_capacity_rps=40.0, capacity_probe_interval_s=60)
+BLANK = DecisionState()
 
 
 @pytest.mark.parametrize(
@@ -93,18 +135,30 @@ LEARNED = ScalingPolicy(capacity_mode="learned", replica_capacity_rps=40.0)
         (LearnedCapacity(52.0, 4000, 0.9, "latency knee", True), 52.0, "learned 52.0 rps per replica"),
         (LearnedCapacity(60.0, 100, 0.2, "latency knee", True), 40.0, "below confidence 0.5: starting value 40"),
         (LearnedCapacity(20.0, 100, 0.2, "latency knee", True), 20.0, "learned 20.0"),  # a knee below the start
-        (LearnedCapacity(35.0, 3000, 0.5, "lower bound", False), 35.0 / 0.7 * 1.1, "until the knee shows"),
-        (LearnedCapacity(10.0, 3000, 0.5, "lower bound", False), 40.0, "until the knee shows"),
+        (LearnedCapacity(35.0, 3000, 0.5, "lower bound", False), 40.0, "probing 40.0 rps per replica"),
     ],
 )
 def test_the_capacity_in_use(learned: LearnedCapacity | None, expected: float, says: str) -> None:
-    used, reason = capacity_in_use(LEARNED, learned)
+    used, reason, _ = capacity_in_use(LEARNED, learned, BLANK, T0)
     assert used == pytest.approx(expected) and reason.step == "capacity" and says in reason.message
 
 
+def test_a_lower_bound_probes_upward_while_the_replicas_carry_half_the_probed_capacity_well() -> None:
+    state, now, used = BLANK, T0, 40.0
+    bound = LearnedCapacity(30.0, 3000, 0.5, "lower bound", False)
+    for _ in range(5):  # every interval with the replicas loaded at >= half the probe: one step up
+        used, _, probe = capacity_in_use(LEARNED, bound, state, now)
+        state, now = DecisionState(capacity_probe=probe), now + 60
+    assert used == pytest.approx(40.0 * 1.1**4)
+    idle = LearnedCapacity(10.0, 3000, 0.5, "lower bound", False)  # at night the loads say nothing new
+    assert capacity_in_use(LEARNED, idle, state, now + 600)[0] == pytest.approx(used)
+    knee = LearnedCapacity(50.0, 3000, 0.9, "latency knee", True)
+    assert capacity_in_use(LEARNED, knee, state, now + 60)[:1] == (50.0,)
+
+
 def test_the_configured_capacity_stays_whatever_the_evidence_says() -> None:
-    used, _ = capacity_in_use(ScalingPolicy(replica_capacity_rps=40.0), LearnedCapacity(80, 9000, 1.0, "latency knee", True))
-    assert used == 40.0
+    knee = LearnedCapacity(80, 9000, 1.0, "latency knee", True)
+    assert capacity_in_use(ScalingPolicy(replica_capacity_rps=40.0), knee, BLANK, T0)[0] == 40.0
 
 
 def test_learned_is_shorthand_in_a_policy_and_decisions_plan_with_the_capacity_in_use() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from controller.capacity import CapacityEvidence, LearnedCapacity, learn
 from controller.decide import DecisionState, ForecastInput, Observations, decide
 from controller.decision_values import FloatArray
 from controller.forecast_plan import ForecasterSettings, forecast_input, plan_for
@@ -84,6 +85,9 @@ class PrewarmAutoscaler:
     models: Counter[str] = field(default_factory=Counter)  # model -> refits it made
     last_result: PipelineForecast | None = None
     pipeline_state: PipelineState = field(default_factory=PipelineState)
+    capacity: CapacityEvidence = field(default_factory=CapacityEvidence)  # the same evidence the loop keeps
+    learned_capacity: LearnedCapacity | None = None
+    capacity_in_use: float | None = None
     _plan: ForecastPlan | None = None
     _bins: HistoryBins | None = None
 
@@ -133,18 +137,28 @@ class PrewarmAutoscaler:
                 np.minimum(100.0, view.served[-window:] / (ready * view.cluster.replica_capacity_rps) * 100),
                 np.nan,
             )
+        p95 = view.p95_window_ms(window)
+        seconds = view.now_ts - window + np.arange(window, dtype=np.float64)[-len(ready) :]
+        learned = learn(
+            self.capacity, seconds, view.arrivals[-window:], ready.astype(np.float64), p95, view.queue[-window:],
+            cpu, view.served[-window:], slo_p95_ms=self.policy.capacity_latency_slo_ms,
+            cpu_saturation_percent=self.policy.capacity_cpu_saturation_percent,
+            half_life_s=self.policy.capacity_half_life_s,
+        )  # fmt: skip
         observations = Observations(
             current_replicas=view.current,
             ready_replicas=view.ready,
             rps=view.arrivals[-window:],
-            latency_p95_ms=view.p95_window_ms(window),
+            latency_p95_ms=p95,
             cpu_percent=cpu,
             queue_length=view.queue[-window:],
             last_sample_ts=view.now_ts - 1.0,
             replica_startup_s=float(view.cluster.startup_s),
+            learned_capacity=learned,
         )
         decision = decide(self.policy, observations, self.forecast, self.state, view.now_ts)
         self.state = decision.new_state
+        self.learned_capacity, self.capacity_in_use = learned, decision.capacity_rps
         self.sources[decision.source] += 1
         if decision.forecast_upper_rps is not None:  # decide() used the forecast
             self.forecast_log.append((view.t, decision.forecast_upper_rps))

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 OBSERVED_METRICS = (
     m.REQUESTS_RPS,
+    m.SERVED_RPS,
     m.LATENCY_P95_MS,
     m.CPU_PERCENT,
     m.MEMORY_PERCENT,

@@ -72,6 +72,7 @@ def second_to_points(
     values: dict[str, float | None] = {
         m.REQUESTS_RPS: float(summary.requests),
         m.ERRORS_RPS: float(summary.errors),
+        m.SERVED_RPS: float(summary.completed),
         m.LATENCY_P50_MS: summary.latency_p50_ms,
         m.LATENCY_P95_MS: summary.latency_p95_ms,
         m.LATENCY_P99_MS: summary.latency_p99_ms,

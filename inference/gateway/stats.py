@@ -26,6 +26,7 @@ class SecondSummary:
     queue_length: int
     in_flight: int
     ready_replicas: int
+    completed: int = 0  # requests answered in the second (their latencies are the percentiles above)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class TrafficStats:
             p50, p95, p99 = (float(v) * 1000.0 for v in np.percentile(latencies, [50, 95, 99]))
             summary = SecondSummary(
                 ts, self._second_requests, self._second_errors, p50, p95, p99, queue_length, in_flight,
-                ready_replicas,
+                ready_replicas, len(latencies),
             )  # fmt: skip
         else:
             summary = SecondSummary(

@@ -18,6 +18,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--history-days", type=int, default=7, help="days before it stored as history")
     parser.add_argument("--compression", type=float, default=360.0, help="trace seconds per replayed second")
     parser.add_argument("--peak-replicas", type=int, default=8, help="replicas the day's peak needs")
+    parser.add_argument(
+        "--capacity-mode", choices=("configured", "learned"), default="configured",
+        help="'learned': the policy learns each replica's capacity from the run (docs/decision.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--capacity-start", type=float, default=None, help="the policy's starting capacity per replica (rps)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("var/demo"), help="logs and replica state")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.set_defaults(handler=_demo)
@@ -34,6 +41,8 @@ def _demo(args: argparse.Namespace) -> int:
         history_days=args.history_days,
         compression=args.compression,
         peak_replicas=args.peak_replicas,
+        capacity_mode=args.capacity_mode,
+        capacity_start_rps=args.capacity_start,
         workdir=args.workdir,
         database_url=get_settings().database_url,
         quiet=args.quiet,

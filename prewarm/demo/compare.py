@@ -55,7 +55,7 @@ def compare(
     live_figures = live_run(engine, store, plan, options, outcome)
     startup_s = live.replica_startup_s(engine, "digits") or 2.0
     simulated = simulate(plan, options, startup_s, outcome.started_at)
-    return live_figures, simulated, table(live_figures, simulated, plan, options, startup_s)
+    return live_figures, simulated, table(live_figures, simulated, plan, options, startup_s, outcome)
 
 
 def surge_leads(
@@ -139,8 +139,9 @@ def simulate(plan: ReplayPlan, options: DemoOptions, startup_s: float, live_star
 
 
 def table(
-    live_figures: Figures, sim: Figures, plan: ReplayPlan, options: DemoOptions, startup_s: float
-) -> str:
+    live_figures: Figures, sim: Figures, plan: ReplayPlan, options: DemoOptions, startup_s: float,
+    outcome: ReplayOutcome,
+) -> str:  # fmt: skip
     def row(label: str, a: str, b: str) -> str:
         return f"| {label} | {a} | {b} |"
 
@@ -166,4 +167,39 @@ def table(
             f"{100 * sim.violation_share:.1f} %"),
         row("surges with capacity ready before them", leads(live_figures), leads(sim)),
     ]  # fmt: skip
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *slip_lines(outcome, plan, options)])
+
+
+# The replay is trustworthy while its own timing holds: requests leave within a replayed trace interval of their
+# intended time, and the controller decides within half its decision interval of when a decision was due.
+SLIP_LOADGEN_SHARE = 0.5  # of one replayed trace interval
+SLIP_DECISION_SHARE = 0.5  # of the decision interval
+
+
+def slip_lines(outcome: ReplayOutcome, plan: ReplayPlan, options: DemoOptions) -> list[str]:
+    """How late the load generator and the controller ran against the replay clock, and a warning when that
+    makes the live-vs-simulator comparison untrustworthy (the simulator's clock never slips)."""
+    from controller.loop_metrics import histogram_quantile
+    from prewarm.demo.run import demo_policy
+
+    slip = outcome.send_slip_s
+    send_p50, send_p99 = (float(np.percentile(slip, q)) for q in (50, 99)) if slip.size else (math.nan, math.nan)
+    buckets, count = outcome.decision_lag
+    lag_p50, lag_p99 = (histogram_quantile(buckets, count, q) for q in (0.5, 0.99))
+    interval = float(demo_policy(options)["decision_interval_s"])
+    send_limit, lag_limit = SLIP_LOADGEN_SHARE * plan.interval_replay_s, SLIP_DECISION_SHARE * interval
+    lines = [
+        f"Replay timing: requests left p50 {1000 * send_p50:.0f} ms / p99 {1000 * send_p99:.0f} ms after their "
+        f"intended time (limit {1000 * send_limit:.0f} ms, half a replayed trace interval); the controller decided "
+        f"p50 {1000 * lag_p50:.0f} ms / p99 {1000 * lag_p99:.0f} ms after due (limit {1000 * lag_limit:.0f} ms, half "
+        f"its {interval:g} s interval)."
+    ]
+    late = [what for what, value, limit in (("the load generator", send_p99, send_limit),
+                                             ("the controller", lag_p99, lag_limit)) if value > limit]  # fmt: skip
+    if late:
+        lines.append(
+            f"WARNING: {' and '.join(late)} ran late against the replay clock (another job shares the machine?): "
+            "the live column is not a faithful run of the replay, so it may differ from the simulator for that "
+            "reason alone. Re-run on a quiet machine to compare."
+        )
+    return lines

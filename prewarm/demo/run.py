@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ class DemoOptions:
         20.0  # each request holds its replica this long: a replica serves 1000/20 = 50 rps
     )
     capacity_rps: float = 40.0  # planned per-replica capacity (rps at the SLO), below the 50 rps ceiling
+    capacity_mode: str = "configured"  # "learned": the policy learns the capacity, starting from capacity_start_rps
+    capacity_start_rps: float | None = None  # the policy's replica_capacity_rps (default: capacity_rps)
     target_utilisation: float = 0.7
     peak_replicas: int = 8  # the live day's peak needs this many replicas at the target utilisation
     max_replicas: int = 14
@@ -60,7 +62,9 @@ def demo_policy(options: DemoOptions) -> dict[str, Any]:
     return {
         "min_replicas": 1,
         "max_replicas": options.max_replicas,
-        "replica_capacity_rps": options.capacity_rps,
+        "replica_capacity_rps": options.capacity_start_rps or options.capacity_rps,
+        "capacity_mode": options.capacity_mode,
+        "capacity_probe_interval_s": 3600 / options.compression,  # a learned capacity probes once a trace hour
         "target_utilisation": options.target_utilisation,
         "default_replica_startup_s": 2.0,
         "lead_time_margin_s": 1.0,
@@ -202,6 +206,8 @@ class ReplayOutcome:
     intended_s: np.ndarray
     latency_s: np.ndarray
     status: np.ndarray
+    send_slip_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # how late each request left
+    decision_lag: tuple[dict[float, float], float] = ({}, 0.0)  # the controller's lag histogram over the replay
 
 
 def replay(
@@ -218,6 +224,7 @@ def replay(
     def send() -> None:
         result["load"] = run_open_loop(url, digits_body(), schedule, connections=128, timeout_s=10.0)
 
+    lag_before = controller_lag(stack)
     started_at = time.time()
     sender = threading.Thread(target=send, name="loadgen", daemon=True)
     sender.start()
@@ -235,7 +242,26 @@ def replay(
         second = min(int(elapsed), len(rates) - 1)
         say(live_line(stack, store, plan, elapsed, float(rates[second]), time.time()))
     load = result["load"]
-    return ReplayOutcome(started_at, len(rates), load.intended_s, load.latency_s, load.status)
+    return ReplayOutcome(
+        started_at, len(rates), load.intended_s, load.latency_s, load.status, load.send_slip_s(),
+        decision_lag_during(stack, lag_before),
+    )  # fmt: skip
+
+
+def decision_lag_during(stack: LocalStack, before: tuple[dict[float, float], float]) -> tuple[dict[float, float], float]:
+    """The controller's decision-lag histogram over the replay (its /metrics now minus at the start)."""
+    after = controller_lag(stack)
+    buckets = {bound: count - before[0].get(bound, 0.0) for bound, count in after[0].items()}
+    return buckets, after[1] - before[1]
+
+
+def controller_lag(stack: LocalStack) -> tuple[dict[float, float], float]:
+    from controller.loop_metrics import decision_lag_histogram
+
+    try:
+        return decision_lag_histogram(httpx.get(f"{stack.api_url}/metrics", timeout=10).text)
+    except httpx.HTTPError:
+        return {}, 0.0
 
 
 def live_line(

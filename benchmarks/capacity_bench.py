@@ -1,0 +1,98 @@
+"""Learned capacity on the live stack: the demo's replicas (20 ms service time, one request at a time: 50 rps each,
+known) replayed for a day with a policy that learns the capacity, from a good start and from starts 2x too low and
+2x too high, beside the same day with the capacity configured.
+
+Usage: python -m benchmarks.capacity_bench [--starts 40,25,100] [--compression 360]
+
+Each run is ``prewarm demo`` (the whole stack on one machine, NASA day 10 at 360x, about 4 minutes) on a scratch
+SQLite store; the learned estimate is read from the deployment's stored status at the end. Goal (issue 14): within
+15 % of the true capacity after a day, and no more SLO-violating seconds than the configured run beyond what the
+reactive path allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from prewarm.demo.run import DemoOptions, run_demo
+from prewarm.traces import TRACES_DIR
+
+
+@dataclass(frozen=True)
+class CapacityRun:
+    label: str
+    start_rps: float
+    mode: str
+    estimate: dict[str, object] | None
+    in_use_rps: float | None
+    violation_share: float
+    replica_minutes: float
+    slip: str
+
+
+def one_run(label: str, mode: str, start: float, compression: float, workdir: Path) -> CapacityRun:
+    database = workdir / f"{label.replace(' ', '-')}.db"
+    options = DemoOptions(
+        trace=TRACES_DIR / "nasa_http_jul1995_1min.csv",
+        compression=compression,
+        capacity_mode=mode,
+        capacity_start_rps=start,
+        workdir=workdir / label.replace(" ", "-"),
+        database_url=f"sqlite:///{database}",
+        quiet=True,
+    )
+    result = run_demo(options)
+    with sqlite3.connect(database) as connection:
+        stored = connection.execute("SELECT capacity FROM deployment_status").fetchone()
+    capacity = json.loads(stored[0]) if stored and stored[0] else {}
+    slip = next((line for line in result.table.splitlines() if line.startswith("Replay timing")), "")
+    warned = any(line.startswith("WARNING") for line in result.table.splitlines())
+    return CapacityRun(
+        label, start, mode, capacity.get("estimate"), capacity.get("in_use_rps"), result.live.violation_share,
+        result.live.replica_minutes, ("slipped: " if warned else "") + slip.removeprefix("Replay timing: "),
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--starts", default="40,25,100", help="starting capacities of the learned runs (rps)")
+    parser.add_argument("--compression", type=float, default=360.0)
+    args = parser.parse_args()
+    defaults = DemoOptions(trace=Path("unused"))
+    true_rps = 1000.0 / defaults.service_time_ms  # one request at a time per replica
+    runs: list[CapacityRun] = []
+    with tempfile.TemporaryDirectory(prefix="prewarm-capacity-") as scratch:
+        workdir = Path(scratch)
+        runs.append(one_run("configured", "configured", defaults.capacity_rps, args.compression, workdir))
+        for start in (float(s) for s in args.starts.split(",") if s.strip()):
+            runs.append(one_run(f"learned from {start:g}", "learned", start, args.compression, workdir))
+    print(f"Demo replicas: {defaults.service_time_ms:g} ms per request, one at a time: true capacity {true_rps:g} rps "
+          f"per replica. NASA day 10 at {args.compression:g}x; goal: learned within 15 % after the day.\n")  # fmt: skip
+    print("| run | start rps | learned estimate (basis, confidence) | error vs true | in use at the end | "
+          "violating seconds | replica-minutes |")  # fmt: skip
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for run in runs:
+        estimate = run.estimate or {}
+        rps = estimate.get("rps_per_replica")
+        shown = (
+            f"{'' if estimate.get('bracketed') else '>= '}{rps:.1f} ({estimate.get('basis')}, "
+            f"{estimate.get('confidence'):.2f})"
+            if isinstance(rps, float)
+            else "none"
+        )
+        error = f"{100 * (rps / true_rps - 1):+.0f} %" if isinstance(rps, float) else "-"
+        in_use = f"{run.in_use_rps:.1f}" if run.in_use_rps is not None else "-"
+        print(f"| {run.label} | {run.start_rps:g} | {shown} | {error} | {in_use} | "
+              f"{100 * run.violation_share:.1f} % | {run.replica_minutes:.1f} |")  # fmt: skip
+    print()
+    for run in runs:
+        print(f"- {run.label}: {run.slip}")
+
+
+if __name__ == "__main__":
+    main()
