@@ -53,10 +53,19 @@ class ForecastJob:
 
         now = now or datetime.now(UTC)
         with self.engine.connect() as connection:
-            rows = connection.execute(select(Deployment.id, Deployment.name).order_by(Deployment.name)).all()
+            rows = [
+                (int(deployment_id), str(name))
+                for deployment_id, name in connection.execute(
+                    select(Deployment.id, Deployment.name).order_by(Deployment.name)
+                )
+            ]
+        if deployments:
+            wanted = set(deployments)
+            rows = [(deployment_id, name) for deployment_id, name in rows if name in wanted]
+        due = self._due([deployment_id for deployment_id, _ in rows], now)
         written = []
         for deployment_id, name in rows:
-            if deployments and name not in deployments:
+            if deployment_id not in due:
                 continue
             try:
                 run_id = self.run_deployment(deployment_id, name, now)
@@ -66,6 +75,61 @@ class ForecastJob:
             if run_id is not None:
                 written.append(run_id)
         return written
+
+    def _due(self, ids: list[int], now: datetime) -> set[int]:
+        """The deployments whose newest forecast needs a refit, checked for all of them in three queries (a fleet
+        is polled every ``forecast_poll_interval_s``; most of it is not due)."""
+        from sqlalchemy import and_, func, select, tuple_
+
+        from prewarm.db.engine import session_factory
+        from prewarm.db.models import ForecastRun, Policy
+
+        if not ids:
+            return set()
+        with session_factory(self.engine)() as session:
+            versions = session.execute(
+                select(Policy.deployment_id, func.max(Policy.version))
+                .where(Policy.deployment_id.in_(ids))
+                .group_by(Policy.deployment_id)
+            ).all()
+            latest = [(deployment_id, version) for deployment_id, version in versions]
+            specs: dict[int, Any] = {}
+            if latest:
+                query = select(Policy.deployment_id, Policy.spec).where(
+                    tuple_(Policy.deployment_id, Policy.version).in_(latest)
+                )
+                specs = {deployment_id: spec for deployment_id, spec in session.execute(query)}
+            newest = (
+                select(ForecastRun.deployment_id, func.max(ForecastRun.created_at).label("created_at"))
+                .where(ForecastRun.deployment_id.in_(ids))
+                .group_by(ForecastRun.deployment_id)
+                .subquery()
+            )
+            runs = {
+                deployment_id: (created_at, step_s, detail)
+                for deployment_id, created_at, step_s, detail in session.execute(
+                    select(ForecastRun.deployment_id, ForecastRun.created_at, ForecastRun.step_s, ForecastRun.detail)
+                    .join(newest, and_(ForecastRun.deployment_id == newest.c.deployment_id,
+                                       ForecastRun.created_at == newest.c.created_at))
+                )
+            }
+        due: set[int] = set()
+        for deployment_id in ids:
+            run = runs.get(deployment_id)
+            if run is None:
+                due.add(deployment_id)
+                continue
+            try:
+                policy = ScalingPolicy.model_validate(specs.get(deployment_id, {}))
+            except ValueError:  # an invalid stored policy: run_deployment logs it with the deployment's name
+                due.add(deployment_id)
+                continue
+            created_at, step_s, detail = run
+            plan = plan_for(policy, None, self.forecaster_settings)
+            history_s = float((detail or {}).get("history_points", 0)) * step_s
+            if plan.due(now.timestamp(), created_at.timestamp(), history_s):
+                due.add(deployment_id)
+        return due
 
     def refresh(self, name: str, now: datetime | None = None) -> int | None:
         """Forecast deployment ``name`` now, whatever its schedule; the run's id, or None without history.
