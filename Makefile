@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup venv clean
+.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-zero bench-startup venv clean
 
 venv: $(VENV)/.installed
 
@@ -86,7 +86,10 @@ bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bounds
 	$(BIN)/python -m benchmarks.simulate_tuning
 
-bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup
+bench-zero: venv
+	$(BIN)/python -m benchmarks.zero_sim
+
+bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-zero bench-startup
 
 # Re-run the commands named by the result blocks of README.md and docs/ and put their output in place (~15 min).
 readme-results: venv

@@ -14,7 +14,12 @@ No I/O, no clock, no database: everything comes in as arguments, the memory betw
 5. combine: the larger of predictive and reactive (reactive alone, with its hold band, without a forecast);
    no fresh metrics and no forecast keeps the current count; while the metrics cover less than half the stable
    window (warm-up), no scale-down;
-6. scale-down stabilisation: the highest recommendation of the window wins (and no scale-down in panic);
+6. scale-down stabilisation: the highest recommendation of the window wins;
+6b. scale to zero (min_replicas 0 only, controller/zero.py): ``activate`` at zero on held or arriving requests,
+    ``wake-up`` at zero one lead time before the forecast's upper band reaches ``scale_to_zero_forecast_rps``,
+    else stay at zero; with replicas, ``scale-to-zero`` after ``scale_to_zero_grace_s`` without traffic when the
+    band stays below it over [now, now + lead + horizon] and nothing is held (not in warm-up or panic);
+6c. no scale-down in panic;
 7. max step up / down per decision;
 8. cost budget cap;
 9. overrides: floor, pin, freeze;
@@ -24,7 +29,7 @@ No I/O, no clock, no database: everything comes in as arguments, the memory betw
 
 from __future__ import annotations
 
-from controller import steps
+from controller import steps, zero
 from controller.decision_values import Decision, DecisionState, ForecastInput, Observations, Reason
 from controller.overrides import OverrideKind, active_overrides
 from controller.policy import ScalingPolicy
@@ -121,6 +126,21 @@ def decide(
             f"held {stabilised} for the {window_s:.0f} s scale-down window"
             f"{' (forecast in use)' if forecast_used else ''} (recommended {recommendation})",
         )
+    idle = zero.idle_since(observations, state, fresh)
+    next_wake_at: float | None = None
+    if policy.min_replicas == 0:
+        usable = pred.replicas is not None
+        if current == 0:
+            z = zero.at_zero(policy, observations, forecast, usable, count, now, lead_s, idle, fresh)
+        elif not react.panic and not steps.warming_up(policy, observations):
+            z = zero.to_zero(policy, observations, forecast, usable, count, now, lead_s, idle)
+        else:
+            z = zero.ZeroStep(None, None, idle, None)
+        if z.count is not None and z.reason is not None:
+            reasons.append(z.reason)
+            count, source = z.count, z.reason.step
+        next_wake_at = z.next_wake_at
+
     if react.panic and count < current:
         record("panic", current, f"no scale-down while panicking: keep {current}")
 
@@ -155,6 +175,8 @@ def decide(
         panic_peak=react.panic_peak if react.panic else 0,
         last_scale_ts=now if count != current else state.last_scale_ts,
         capacity_probe=probe,
+        idle_since=idle,
+        next_wake_at=next_wake_at if count == 0 else None,
     )
     return Decision(
         desired=count,
@@ -168,4 +190,6 @@ def decide(
         lead_time_s=lead_s,
         planned_utilisation=pred.utilisation.planned if pred.utilisation is not None else None,
         capacity_rps=capacity,
+        idle_since=idle,
+        next_wake_at=new_state.next_wake_at,
     )

@@ -42,6 +42,7 @@ class Observations:
     replica_startup_s: float | None = None  # measured from replica events; None: not measured yet
     overrides: tuple[OverrideValue, ...] = ()  # the deployment's overrides; decide() keeps the active ones
     learned_capacity: LearnedCapacity | None = None  # what the deployment's evidence says (controller/capacity.py)
+    held_requests: int = 0  # requests the activator holds right now for this deployment (none ready to take them)
 
     def __post_init__(self) -> None:
         for name in ("rps", "latency_p95_ms", "cpu_percent", "memory_percent", "queue_length"):
@@ -86,6 +87,8 @@ class DecisionState:
     panic_peak: int = 0  # highest panic recommendation since panic began (Knative keeps it)
     last_scale_ts: float | None = None  # last time the decided count differed from the current one
     capacity_probe: tuple[float, float] | None = None  # (capacity probed, since when) while learning upward
+    idle_since: float | None = None  # first second (epoch s) of the current stretch without traffic; None: traffic
+    next_wake_at: float | None = None  # when the wake-up step plans to wake the deployment at zero (for display)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ class Decision:
     lead_time_s: float = math.nan
     planned_utilisation: float | None = None  # fraction of capacity the upper band was planned at, when used
     capacity_rps: float = math.nan  # the per-replica capacity this decision used (configured or learned)
+    idle_since: float | None = None  # first second of the current stretch without traffic (epoch s), if idle
+    next_wake_at: float | None = None  # at (or going to) zero: when the forecast says to wake; None: not planned
 
     @property
     def reason_texts(self) -> list[str]:

@@ -36,6 +36,8 @@ class FleetRow:
     forecast_upper_rps: float | None
     decided_at: datetime | None
     updated_at: datetime | None
+    idle_since: datetime | None = None  # first second of the current idle stretch
+    next_wake_at: datetime | None = None  # at zero: the planned predictive wake-up
     error_stage: str | None
     error_message: str | None
     error_at: datetime | None
@@ -136,7 +138,8 @@ def _row(
             "forecast_upper_rps": status.forecast_upper_rps, "decided_at": status.decided_at,
             "updated_at": status.updated_at, "error_stage": status.error_stage,
             "error_message": status.error_message, "error_at": status.error_at,
-            "errors_total": status.errors_total,
+            "errors_total": status.errors_total, "idle_since": status.idle_since,
+            "next_wake_at": status.next_wake_at,
         }  # fmt: skip
     updated = values.get("updated_at")
     return FleetRow(
@@ -161,4 +164,6 @@ def _row(
         error_at=values.get("error_at"),
         errors_total=int(values.get("errors_total", 0) or 0),
         stale=updated is None or updated < now - STALE_AFTER,
+        idle_since=values.get("idle_since"),
+        next_wake_at=values.get("next_wake_at"),
     )

@@ -664,6 +664,8 @@ class ReconcileLoop:
             "reasons": decision.reason_texts if decision else [],
             "forecast_upper_rps": decision.forecast_upper_rps if decision else None,
             "planned_utilisation": decision.planned_utilisation if decision else None,
+            "idle_since": decision.idle_since if decision else None,
+            "next_wake_at": decision.next_wake_at if decision else None,
             "owner": self.identity,
             "decided_at": runtime.decided_at,
             "error": (

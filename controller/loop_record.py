@@ -120,6 +120,8 @@ class Recorder:
                     forecast_upper_rps=decision.forecast_upper_rps,
                     planned_utilisation=decision.planned_utilisation,
                     decided_at=datetime.fromtimestamp(o.at, UTC),
+                    idle_since=_when(decision.idle_since),
+                    next_wake_at=_when(decision.next_wake_at),
                 )
             if o.capacity is not None:
                 row["capacity"] = o.capacity
@@ -132,7 +134,9 @@ class Recorder:
             latest[o.deployment_id] = row
         for deployment_id, row in list(latest.items()):
             # An unchanged status is written again only every STATUS_REFRESH_S (its age says "still decided").
-            values = tuple(v for k, v in sorted(row.items()) if k not in ("updated_at", "decided_at", "capacity"))
+            values = tuple(
+                v for k, v in sorted(row.items()) if k not in ("updated_at", "decided_at", "capacity", "idle_since")
+            )
             at = row["updated_at"].timestamp()
             previous = self._written.get(deployment_id)
             if previous is not None and previous[0] == values and at - previous[1] < STATUS_REFRESH_S:
@@ -169,3 +173,7 @@ def _deciding_reason(decision: Decision) -> str:
         if reason.step == "combine":
             return str(reason)
     return str(decision.reasons[-1]) if decision.reasons else ""
+
+
+def _when(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None

@@ -20,6 +20,22 @@ class ScalingPolicy(BaseModel):
     min_replicas: int = Field(default=1, ge=0, description="Never fewer replicas than this.")
     max_replicas: int = Field(default=10, ge=1, description="Never more replicas than this.")
 
+    # Scale to zero (min_replicas 0; controller/zero.py, docs/zero.md)
+    scale_to_zero_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="With min_replicas 0: go to zero after this many seconds without a request (Knative's 30 s), "
+        "unless the forecast says traffic is coming or the activator holds requests.",
+    )
+    scale_to_zero_forecast_rps: float = Field(
+        default=0.5,
+        gt=0,
+        description="With min_replicas 0: the forecast says traffic is coming when its upper band reaches this rate "
+        "(rps) in an interval. Never to zero while it does within the lead time and horizon; at zero, wake one "
+        "lead time before it does. 0.5: with the default 'max' statistic a bin's value is its busiest second, 1 "
+        "as soon as one request arrives, so 0.5 at the upper band means a request is at least as likely as not.",
+    )
+
     # Predictive path
     replica_capacity_rps: float = Field(
         default=400.0,

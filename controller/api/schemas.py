@@ -275,6 +275,12 @@ class DeploymentStatus(BaseModel):
     bucket: int | None = Field(default=None, description="Its lease bucket (a hash of the name).")
     step: str | None = Field(default=None, description="The decide() step in charge of the count.")
     decided_at: datetime | None = None
+    idle_since: datetime | None = Field(
+        default=None, description="First second of the current stretch without traffic (null while traffic flows)."
+    )
+    next_wake_at: datetime | None = Field(
+        default=None, description="At zero replicas: when the forecast says to wake (one lead time before traffic)."
+    )
     error: DeploymentError | None = None
     errors_total: int = 0
     capacity: CapacityOut | None = None
@@ -301,6 +307,8 @@ class FleetItem(BaseModel):
     forecast_used: bool
     forecast_upper_rps: float | None
     decided_at: datetime | None
+    idle_since: datetime | None = Field(default=None, description="Idle (no request) since this time.")
+    next_wake_at: datetime | None = Field(default=None, description="At zero: the planned predictive wake-up.")
     updated_at: datetime | None
     stale: bool = Field(description="No controller reported on it in the last minute.")
     error: DeploymentError | None

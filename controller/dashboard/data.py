@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from controller import repository
 from prewarm import metric_names
-from prewarm.db.models import Deployment, ForecastPoint, ForecastRun, Override, Policy, ScalingDecision
+from prewarm.db.models import Deployment, DeploymentStatus, ForecastPoint, ForecastRun, Override, Policy, ScalingDecision
 from prewarm.db.store import MetricsStore, resample_samples
 
 logger = logging.getLogger(__name__)
@@ -243,6 +243,20 @@ class OverrideView:
 
 
 @dataclass(frozen=True)
+class ReplicasView:
+    """The replicas as the owning controller last reported them, and at zero since when and until when."""
+
+    ready: int | None
+    desired: int | None
+    idle_since: datetime | None
+    next_wake_at: datetime | None
+
+    @property
+    def at_zero(self) -> bool:
+        return self.desired == 0
+
+
+@dataclass(frozen=True)
 class PanelView:
     """Everything beside the chart of one deployment."""
 
@@ -256,6 +270,7 @@ class PanelView:
     overrides: list[OverrideView]
     latest: DecisionView | None
     changes: list[DecisionView]  # newest first: decisions that changed the count
+    replicas: ReplicasView | None = None  # from the live status row; None: no controller reported yet
 
 
 def reason_text(reason: Any) -> str:
@@ -308,6 +323,12 @@ def deployment_panel(session: Session, name: str, *, now: float, changes: int = 
         .limit(changes)
     ).all()
     latest = repository.latest_decision(session, deployment.id)
+    status = session.get(DeploymentStatus, deployment.id)
+    replicas = (
+        ReplicasView(status.ready_replicas, status.desired_replicas, status.idle_since, status.next_wake_at)
+        if status is not None
+        else None
+    )
     return PanelView(
         name=deployment.name,
         model=deployment.model,
@@ -319,6 +340,7 @@ def deployment_panel(session: Session, name: str, *, now: float, changes: int = 
         overrides=[_override_view(o) for o in overrides],
         latest=_decision_view(latest) if latest else None,
         changes=[_decision_view(r) for r in change_rows],
+        replicas=replicas,
     )
 
 

@@ -34,12 +34,29 @@ def _count(value: int | None) -> str:
     return "–" if value is None else str(value)
 
 
+def _clock(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    return f'<time datetime="{utc.isoformat()}">{utc.strftime("%H:%M:%S")} UTC</time>'
+
+
+def _zero_times(idle_since: datetime | None, next_wake_at: datetime | None) -> str:
+    """A deployment at zero: since when it is idle and when the forecast says to wake it."""
+    parts = []
+    if idle_since is not None:
+        parts.append(f'<span class="idle-since">idle since {_clock(idle_since)}</span>')
+    wake = f"next wake-up at {_clock(next_wake_at)}" if next_wake_at is not None else "no wake-up planned"
+    parts.append(f'<span class="next-wake">{wake}</span>')
+    return '<div class="zero muted">' + ", ".join(parts) + "</div>"
+
+
 def _row(row: FleetRow, now: datetime) -> str:
     link = f"/dashboard/deployments/{quote(row.name)}"
     replicas = f"{_count(row.ready_replicas)} / {_count(row.desired_replicas)}"
     mismatch = row.desired_replicas is not None and row.ready_replicas != row.desired_replicas
     maxed = row.desired_replicas is not None and row.desired_replicas >= row.max_replicas
     flags = (' <span class="tag">max</span>' if maxed else "") + (' <span class="tag">starting</span>' if mismatch else "")
+    if row.desired_replicas == 0:
+        flags += ' <span class="tag zero">at zero</span>' + _zero_times(row.idle_since, row.next_wake_at)
     forecast = (
         f"{row.forecast_upper_rps:.0f} rps" if row.forecast_used and row.forecast_upper_rps is not None else
         '<span class="muted">not used</span>'

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from html import escape
 from urllib.parse import quote
 
-from controller.dashboard.data import DecisionView, OverrideView, PanelView
+from controller.dashboard.data import DecisionView, OverrideView, PanelView, ReplicasView
 
 STATIC = "/dashboard/static"
 POLICY_HIGHLIGHTS = (
@@ -42,6 +42,33 @@ def _decision_line(decision: DecisionView) -> str:
     return (
         f"{_time(decision.ts)} · {decision.current} → <strong>{decision.desired}</strong> replicas"
         f' · <span class="source">{escape(decision.source)}</span>{acted}'
+    )
+
+
+def _count(value: int | None) -> str:
+    return "–" if value is None else str(value)
+
+
+def _replicas(replicas: ReplicasView | None) -> str:
+    """Ready and desired replicas; at zero, plainly so, idle since when and the next planned wake-up."""
+    if replicas is None:
+        return '<h3>Replicas</h3><p class="muted">no controller has reported yet</p>'
+    line = f'<p class="replicas"><strong>{_count(replicas.ready)}</strong> ready / {_count(replicas.desired)} desired'
+    if not replicas.at_zero:
+        return f"<h3>Replicas</h3>{line}</p>"
+    idle = (
+        f'<dt>idle since</dt><dd class="idle-since">{_time(replicas.idle_since)} UTC</dd>'
+        if replicas.idle_since is not None
+        else ""
+    )
+    wake = (
+        f"{_time(replicas.next_wake_at)} UTC"
+        if replicas.next_wake_at is not None
+        else '<span class="muted">none planned: the first request wakes it</span>'
+    )
+    return (
+        f'<h3>Replicas</h3>{line} <span class="tag zero">at zero</span></p>'
+        f'<dl class="zero">{idle}<dt>next wake-up at</dt><dd class="next-wake">{wake}</dd></dl>'
     )
 
 
@@ -91,6 +118,7 @@ def _changes(changes: list[DecisionView]) -> str:
 def panel_html(panel: PanelView) -> str:
     """The side panel of one deployment (replaced as a whole on every refresh)."""
     return (
+        f'<div class="cell">{_replicas(panel.replicas)}</div>'
         f'<div class="cell">{_latest(panel.latest)}</div>'
         f'<div class="cell">{_overrides(panel.overrides)}</div>'
         f'<div class="cell">{_policy(panel)}</div>'

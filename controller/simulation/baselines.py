@@ -75,6 +75,12 @@ class KpaAutoscaler:
     70 % of a replica's capacity. Panic starts when the panic window asks for >= 200 % of the ready pods and ends
     after 60 s without that; in panic the count never goes down. Max scale-up rate 1000x, max scale-down rate 2x
     per tick; no scale-down delay.
+
+    With ``scale_to_zero`` (Knative's ``enable-scale-to-zero``, on by default in Knative): once both windows hold no
+    request the autoscaler wants 0; the last pod goes after ``scale_to_zero_grace_s`` (30 s, the documented upper
+    bound the system waits for the activator to be in the path; taken in full, which keeps the pod longer and so
+    never adds a cold start). At zero the activator holds the requests and pokes the autoscaler: a request in the
+    last tick asks for a pod at once.
     """
 
     capacity_rps: float
@@ -86,7 +92,10 @@ class KpaAutoscaler:
     panic_threshold: float = 2.0
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
+    scale_to_zero: bool = False
+    scale_to_zero_grace_s: float = 30.0
     _panic_since: int | None = None
+    _inactive_since: int | None = None
     _max_panic_pods: int = 0
 
     def desired(self, view: ClusterView) -> int:
@@ -111,7 +120,20 @@ class KpaAutoscaler:
             want = desired_stable
         up_limit = math.ceil(self.max_scale_up_rate * ready)
         down_limit = math.floor(ready / self.max_scale_down_rate)
-        return max(min(want, up_limit), down_limit, 1)
+        result = max(min(want, up_limit), down_limit, 1)
+        if not self.scale_to_zero:
+            return result
+        if view.current == 0:  # the activator holds arriving requests and pokes the autoscaler at once
+            return max(1, min(want, up_limit)) if view.mean_arrivals(self.interval_s) > 0 else 0
+        if want > 0:
+            self._inactive_since = None
+            return result
+        if self._inactive_since is None:
+            self._inactive_since = view.t
+        if view.t - self._inactive_since >= self.scale_to_zero_grace_s:
+            self._inactive_since = None
+            return 0
+        return result
 
 
 def static_peak_replicas(peak_rps: float, capacity_rps: float, target_utilisation: float) -> int:

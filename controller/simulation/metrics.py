@@ -137,6 +137,40 @@ def surge_lead_s(
     return float(after[0]) if after.size else None
 
 
+@dataclass(frozen=True)
+class ColdStarts:
+    """Requests that arrived while no replica was ready (an activator held them) and what that added to their wait.
+
+    A request arriving in second ``s`` with no replica ready waits until the first ready second ``s'``; it is
+    counted as arriving mid-second, so its added wait is ``s' - s - 0.5`` s (to the trace's end if none follows).
+    """
+
+    requests: float
+    wait_p50_s: float | None
+    wait_p95_s: float | None
+    wait_max_s: float | None
+
+
+def cold_starts(ready: FloatArray, arrivals: FloatArray) -> ColdStarts:
+    """The cold-started requests of a run and their added wait (request-weighted quantiles)."""
+    cold = np.flatnonzero((ready <= 0) & (arrivals > 0))
+    if cold.size == 0:
+        return ColdStarts(0.0, None, None, None)
+    ready_at = np.flatnonzero(ready > 0)
+    k = np.searchsorted(ready_at, cold)
+    served_at = np.where(k < ready_at.size, ready_at[np.minimum(k, ready_at.size - 1)], len(ready))
+    waits = served_at - cold - 0.5
+    weights = arrivals[cold]
+    order = np.argsort(waits)
+    waits, weights = waits[order], weights[order]
+    cumulative = np.cumsum(weights) / weights.sum()
+
+    def quantile(q: float) -> float:
+        return float(waits[min(int(np.searchsorted(cumulative, q)), waits.size - 1)])
+
+    return ColdStarts(float(weights.sum()), quantile(0.5), quantile(0.95), float(waits[-1]))
+
+
 def summarise(
     run: PolicyRun, arrivals: FloatArray, cluster: ClusterModel, surges: list[Surge]
 ) -> PolicyResult:

@@ -67,6 +67,14 @@ class HistoryBins:
         return History(start, step, out)
 
 
+def held_requests(view: ClusterView) -> int:
+    """The simulator's activator: while no replica is ready, every request waiting in front of the deployment is
+    held (the engine's queue at the end of the last second), as the gateway's activator would report it."""
+    if view.ready > 0 or view.t == 0:
+        return 0
+    return int(np.ceil(view.queue[-1] - 1e-9))
+
+
 @dataclass
 class PrewarmAutoscaler:
     """Calls ``decide()`` every ``policy.decision_interval_s`` with per-second observations and the latest forecast."""
@@ -155,6 +163,7 @@ class PrewarmAutoscaler:
             last_sample_ts=view.now_ts - 1.0,
             replica_startup_s=float(view.cluster.startup_s),
             learned_capacity=learned,
+            held_requests=held_requests(view),
         )
         decision = decide(self.policy, observations, self.forecast, self.state, view.now_ts)
         self.state = decision.new_state

@@ -294,6 +294,8 @@ class DeploymentStatus(Base):
     forecast_upper_rps: Mapped[float | None] = mapped_column(Float, nullable=True)
     planned_utilisation: Mapped[float | None] = mapped_column(Float, nullable=True)  # the band's plan, when used
     decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    idle_since: Mapped[datetime | None] = mapped_column(nullable=True)  # first second of the current idle stretch
+    next_wake_at: Mapped[datetime | None] = mapped_column(nullable=True)  # at zero: the planned predictive wake-up
     error_stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     error_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -152,6 +152,8 @@ def deployment_status(
             ready_replicas=live.get("ready_replicas"),
             step=live.get("source"),
             decided_at=_epoch(live.get("decided_at")),
+            idle_since=_epoch(live.get("idle_since")),
+            next_wake_at=_epoch(live.get("next_wake_at")),
             error=DeploymentError(stage=error["stage"], message=error["message"] or "", at=_epoch(error["at"]))
             if error
             else None,
@@ -166,6 +168,8 @@ def deployment_status(
             ready_replicas=stored.ready_replicas,
             step=stored.source,
             decided_at=stored.decided_at,
+            idle_since=stored.idle_since,
+            next_wake_at=stored.next_wake_at,
             error=DeploymentError(stage=stored.error_stage, message=stored.error_message or "", at=stored.error_at)
             if stored.error_stage
             else None,

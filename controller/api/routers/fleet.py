@@ -26,6 +26,7 @@ def fleet_item(row: FleetRow) -> FleetItem:
         bucket=row.bucket, owner=row.owner, decided_by=row.reported_by, current_replicas=row.current_replicas,
         desired_replicas=row.desired_replicas, ready_replicas=row.ready_replicas, step=row.step, reason=row.reason,
         forecast_used=row.forecast_used, forecast_upper_rps=row.forecast_upper_rps, decided_at=row.decided_at,
+        idle_since=row.idle_since, next_wake_at=row.next_wake_at,
         updated_at=row.updated_at, stale=row.stale, error=error, errors_total=row.errors_total,
     )  # fmt: skip
 
