@@ -93,12 +93,13 @@ def simulate_closed_loop(
     startup = cluster.startup_s
     period = max(1, int(autoscaler.interval_s))
     capacity_rps = cluster.replica_capacity_rps
-    period_max = np.maximum.reduceat(arrivals, np.arange(0, n, period)) if n else np.zeros(0)
     pending: deque[int] = deque()  # ready times of starting replicas, ascending
     ready_now = initial_replicas
     q = 0.0
     actions = 0
-    for k, t in enumerate(range(0, n, period)):
+    busy = np.flatnonzero(arrivals > 0)  # seconds with requests (the activator's pokes at zero)
+    t = 0
+    while t < n:
         end = min(n, t + period)
         while pending and pending[0] <= t:
             pending.popleft()
@@ -128,27 +129,34 @@ def simulate_closed_loop(
                         pending.pop()
                         remove -= 1
                     ready_now -= remove
+        if ready_now == 0 and not pending:
+            # At zero the activator holds the first request and tells the autoscaler at once (Knative's poke,
+            # prewarm's push): the next decision comes the second after it, not at the end of the period.
+            k = int(np.searchsorted(busy, t))
+            if k < busy.size and busy[k] < end:
+                end = int(busy[k]) + 1
         billed[t:end] = ready_now + len(pending)
+        start, t = t, end
         if not (pending and pending[0] < end):
-            ready[t:end] = ready_now
-            if q <= 0.0 and period_max[k] <= ready_now * capacity_rps:
+            ready[start:end] = ready_now
+            if q <= 0.0 and float(arrivals[start:end].max()) <= ready_now * capacity_rps:
                 continue  # everything served at once, nothing queued: served already holds the arrivals
-            seg = np.full(end - t, float(ready_now))
+            seg = np.full(end - start, float(ready_now))
         else:
-            seg = np.full(end - t, float(ready_now))
+            seg = np.full(end - start, float(ready_now))
             for ready_at in pending:
                 if ready_at >= end:
                     break
-                seg[ready_at - t :] += 1.0
-            ready[t:end] = seg
+                seg[ready_at - start :] += 1.0
+            ready[start:end] = seg
         capacity = seg * capacity_rps
-        a = arrivals[t:end]
+        a = arrivals[start:end]
         if q <= 0.0 and not np.any(a > capacity):
             continue
         out = serve(a, capacity, q, queue_bound(cluster, seg))
-        served[t:end] = out.served
-        queue[t:end] = out.queue
-        dropped[t:end] = out.dropped
+        served[start:end] = out.served
+        queue[start:end] = out.queue
+        dropped[start:end] = out.dropped
         q = float(out.queue[-1])
     p95 = cluster.p95_ms(served, ready, queue)
     return PolicyRun(autoscaler.name, ready, billed, served, queue, dropped, p95, actions)
