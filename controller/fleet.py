@@ -36,13 +36,13 @@ class FleetRow:
     forecast_upper_rps: float | None
     decided_at: datetime | None
     updated_at: datetime | None
-    idle_since: datetime | None = None  # first second of the current idle stretch
-    next_wake_at: datetime | None = None  # at zero: the planned predictive wake-up
     error_stage: str | None
     error_message: str | None
     error_at: datetime | None
     errors_total: int
     stale: bool
+    idle_since: datetime | None = None  # first second of the current idle stretch
+    next_wake_at: datetime | None = None  # at zero: the planned predictive wake-up
 
 
 def _state_condition(state: FleetState, now: datetime) -> ColumnElement[bool] | None:

@@ -255,3 +255,65 @@ def test_the_fleet_overview_stays_fast_at_1000_deployments_with_filters_and_page
     errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
     assert errors == []
     assert browser.execute_script("return window.prewarmFleet.failures") == 0
+
+
+def _seed_at_zero(engine: Engine, name: str) -> tuple[datetime, datetime]:
+    """A min-0 deployment its controller took to zero: the status row and the decisions to and from zero."""
+    from datetime import timedelta
+
+    from controller.policy import ScalingPolicy
+    from prewarm.db.models import DeploymentStatus
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    idle_since, wake_at = now - timedelta(minutes=7), now + timedelta(minutes=12)
+    with session_factory(engine)() as session:
+        deployment = repository.create_deployment(
+            session, name=name, model="digits_mlp", backend="dry-run", backend_config={}, min_replicas=0,
+            max_replicas=4, price_per_replica_hour=0.25, policy=ScalingPolicy(min_replicas=0, max_replicas=4),
+            author="test",
+        )  # fmt: skip
+        for ago_s, current, desired, source, reason in (
+            (900, 0, 1, "activate", "activate: 2 requests held at zero -> 1 at once"),
+            (400, 1, 0, "scale-to-zero", "scale-to-zero: idle 31 s and no traffic forecast for the next 45 s -> 0"),
+        ):
+            repository.record_decision(
+                session, deployment.id, ts=now - timedelta(seconds=ago_s), current=current, desired=desired,
+                applied=True, source=source, reasons=[reason], policy_version=1,
+            )  # fmt: skip
+        session.add(
+            DeploymentStatus(
+                deployment_id=deployment.id, updated_at=now, controller="controller-0", term=1,
+                current_replicas=0, desired_replicas=0, ready_replicas=0, source="scale-to-zero",
+                reason="scale-to-zero: at zero: forecast 3 rps from later -> wake later", forecast_used=True,
+                forecast_upper_rps=0.1, decided_at=now, idle_since=idle_since, next_wake_at=wake_at,
+            )
+        )  # fmt: skip
+        session.commit()
+    return idle_since, wake_at
+
+
+def test_a_deployment_at_zero_shows_zero_ready_idle_since_and_the_next_wake_up(
+    pg_engine: Engine, dashboard_url: str, browser: Any
+) -> None:
+    idle_since, wake_at = _seed_at_zero(pg_engine, "sleepy")
+    browser.get(f"{dashboard_url}/dashboard")
+    row = browser.find_element("css selector", 'tr[data-name="sleepy"]')
+    assert row.find_element("css selector", ".tag.zero").text == "at zero"
+    assert row.find_element("css selector", "td.num").text.startswith("0 / 0")
+    assert f"idle since {idle_since:%H:%M:%S} UTC" in row.text
+    assert f"next wake-up at {wake_at:%H:%M:%S} UTC" in row.text
+
+    row.find_element("css selector", "a").click()
+    _wait_for(browser, "document.title === 'prewarm dashboard'", "the deployment page")
+    _wait_for(
+        browser, "window.prewarmDashboard && window.prewarmDashboard.refreshes >= 1", "the first refresh"
+    )
+    panel = browser.find_element("css selector", 'section[data-deployment="sleepy"] [data-panel]')
+    assert panel.find_element("css selector", "p.replicas").text.startswith("0 ready / 0 desired")
+    assert panel.find_element("css selector", "dd.idle-since").text == f"{idle_since:%H:%M:%S} UTC"
+    assert panel.find_element("css selector", "dd.next-wake").text == f"{wake_at:%H:%M:%S} UTC"
+    # the decision log explains both transitions
+    assert "scale-to-zero: idle 31 s and no traffic forecast for the next 45 s -> 0" in panel.text
+    assert "activate: 2 requests held at zero -> 1 at once" in panel.text
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    assert errors == []
