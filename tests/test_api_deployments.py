@@ -186,3 +186,31 @@ def test_text_no_database_can_store_is_a_422(client: TestClient) -> None:
             headers={**ADMIN, "content-type": "application/json"},
         )
         assert_problem(response, 422, "must not contain")
+
+
+def test_status_of_a_deployment_at_zero_says_since_when_idle_and_when_it_wakes(
+    client: TestClient, engine: Engine
+) -> None:
+    from prewarm.db.models import DeploymentStatus
+
+    create_deployment(client)
+    now = datetime.now(UTC).replace(microsecond=0)
+    idle_since, wake_at = now - timedelta(minutes=5), now + timedelta(minutes=20)
+    with session_factory(engine)() as session:
+        deployment = repository.get_deployment(session, "digits")
+        session.add(
+            DeploymentStatus(
+                deployment_id=deployment.id, updated_at=now, controller="c-0", term=1, current_replicas=0,
+                desired_replicas=0, ready_replicas=0, source="scale-to-zero", reason="scale-to-zero: ...",
+                decided_at=now, idle_since=idle_since, next_wake_at=wake_at,
+            )
+        )  # fmt: skip
+        session.commit()
+    status = client.get(f"{API}/deployments/digits/status").json()
+    assert status["source"] == "status"
+    assert (status["ready_replicas"], status["desired_replicas"], status["step"]) == (0, 0, "scale-to-zero")
+    assert datetime.fromisoformat(status["idle_since"]) == idle_since
+    assert datetime.fromisoformat(status["next_wake_at"]) == wake_at
+    item = client.get(f"{API}/fleet").json()["items"][0]
+    assert datetime.fromisoformat(item["idle_since"]) == idle_since
+    assert datetime.fromisoformat(item["next_wake_at"]) == wake_at

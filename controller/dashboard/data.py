@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session
 
 from controller import repository
 from prewarm import metric_names
-from prewarm.db.models import Deployment, DeploymentStatus, ForecastPoint, ForecastRun, Override, Policy, ScalingDecision
+from prewarm.db.models import (
+    Deployment,
+    DeploymentStatus,
+    ForecastPoint,
+    ForecastRun,
+    Override,
+    Policy,
+    ScalingDecision,
+)
 from prewarm.db.store import MetricsStore, resample_samples
 
 logger = logging.getLogger(__name__)
