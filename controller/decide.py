@@ -133,7 +133,7 @@ def decide(
         if current == 0:
             z = zero.at_zero(policy, observations, forecast, usable, count, now, lead_s, idle, fresh)
         elif not react.panic and not steps.warming_up(policy, observations):
-            z = zero.to_zero(policy, observations, forecast, usable, count, now, lead_s, idle)
+            z = zero.to_zero(policy, observations, forecast, usable, count, now, lead_s, idle, fresh)
         else:
             z = zero.ZeroStep(None, None, idle, None)
         if z.count is not None and z.reason is not None:

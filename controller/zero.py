@@ -162,6 +162,7 @@ def to_zero(
     now: float,
     lead_s: float,
     idle: float | None,
+    fresh: bool = True,
 ) -> ZeroStep:
     """Replicas running: go to zero after ``scale_to_zero_grace_s`` without traffic unless the forecast's upper
     band says traffic comes within the lead time and horizon, or requests are held. This is the only way to zero:
@@ -169,7 +170,9 @@ def to_zero(
     window_s = lead_s + policy.horizon_s
     idle_s = now - idle if idle is not None else 0.0
     blocked: str | None = None
-    if obs.held_requests > 0:
+    if not fresh:
+        blocked = "no fresh metrics"
+    elif obs.held_requests > 0:
         blocked = f"{obs.held_requests} requests held"
     elif idle is None:
         blocked = "requests arriving"

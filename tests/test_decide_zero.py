@@ -74,7 +74,9 @@ def test_not_before_the_grace_period() -> None:
     assert d.desired == 1
     assert d.idle_since == NOW - 20
     assert not any(r.step == "scale-to-zero" for r in d.reasons)
-    d = decide(policy(scale_to_zero_grace_s=15), obs(rps=[5.0] + [0.0] * 20), forecast(), DecisionState(), NOW)
+    d = decide(
+        policy(scale_to_zero_grace_s=15), obs(rps=[5.0] + [0.0] * 20), forecast(), DecisionState(), NOW
+    )
     assert d.desired == 0
 
 
@@ -153,7 +155,13 @@ def test_at_zero_waits_for_the_wake_up_time() -> None:
 
 def test_wake_up_plans_more_than_one_replica_when_the_forecast_needs_them() -> None:
     rps = 2.5 * 400 * 0.8  # upper band needing 3 replicas at the planned utilisation
-    d = decide(policy(scale_to_zero_forecast_rps=0.5), obs(current=0), forecast(FIRST + 60, rps), DecisionState(), NOW)
+    d = decide(
+        policy(scale_to_zero_forecast_rps=0.5),
+        obs(current=0),
+        forecast(FIRST + 60, rps),
+        DecisionState(),
+        NOW,
+    )
     assert d.desired == 3 and d.source == "wake-up"
 
 
@@ -208,3 +216,9 @@ def test_the_reactive_path_alone_never_takes_the_last_replica_before_the_grace_p
     d = decide(policy(), obs(), None, DecisionState(idle_since=NOW - 20), NOW)
     assert d.desired == 1
     assert d.reasons[-1].message == "not to zero: idle only 20 s (grace 30 s) -> keep 1"
+
+
+def test_never_to_zero_on_stale_metrics() -> None:
+    stale = dataclasses.replace(obs(), last_sample_ts=NOW - 3600)
+    d = decide(policy(), stale, forecast(), DecisionState(idle_since=NOW - 3600), NOW)
+    assert d.desired == 1

@@ -50,6 +50,7 @@ def test_the_readme_and_docs_hold_the_generated_blocks() -> None:
     assert "python -m benchmarks.forecast_bounds" in commands
     assert "python -m benchmarks.simulate_bounds" in commands
     assert "python -m benchmarks.simulate_tuning" in commands
+    assert "python -m benchmarks.zero_sim" in commands
     for name, block in all_blocks():
         assert block.command.startswith(readme_results.ALLOWED_PREFIXES), (name, block.command)
         assert readme_results.fenced_body(block).strip(), f"{name}: the block of {block.command!r} is empty"
@@ -71,6 +72,12 @@ def test_the_slow_blocks_have_the_commands_tables() -> None:
             for policy in ("static-peak", "hpa", "kpa", "prewarm", "hpa-tuned", "oracle"):
                 assert f"| {policy}" in body
             assert "| goal | nasa | conv | code | tune | show |" in body
+        if "zero_sim" in block.command:
+            for policy in ("prewarm-min1", "prewarm-zero", "kpa-zero", "hpa-min1"):
+                assert f"| {policy} |" in body
+            assert "**nasa_http_jul1995_1min** thinned to 1 request/min" in body
+            assert "prewarm-zero >= 40 % cheaper than prewarm-min1" in body
+            assert "prewarm-zero >= 5x fewer cold-started requests than kpa-zero" in body
         if "simulate_tuning" in block.command:
             assert "| forecast_utilisation_max |" in body and "hottest value" in body
         if "replica_startup" in block.command:

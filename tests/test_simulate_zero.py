@@ -84,7 +84,9 @@ def test_kpa_with_zero_waits_for_its_window_and_grace_then_wakes_on_a_request() 
     assert 10 + 60 + 30 <= first_zero <= 10 + 60 + 30 + 2 * kpa.interval_s
     assert run.billed[301] == 1 and run.ready[301 + 10] == 1
     assert run.dropped.sum() == 0
-    plain = simulate_closed_loop(KpaAutoscaler(CLUSTER.replica_capacity_rps), workload(arrivals), CLUSTER, 1, 0, 5)
+    plain = simulate_closed_loop(
+        KpaAutoscaler(CLUSTER.replica_capacity_rps), workload(arrivals), CLUSTER, 1, 0, 5
+    )
     assert plain.billed.min() == 1  # without scale to zero it keeps one
 
 
