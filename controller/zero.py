@@ -30,20 +30,25 @@ def clock(ts: float) -> str:
 def idle_since(obs: Observations, state: DecisionState, fresh: bool) -> float | None:
     """The first second of the current stretch without traffic (epoch s), or None while there is traffic.
 
-    A second with requests, or a missing (NaN) one, which may have had some, ends nothing but restarts the stretch
-    after it; a request held by the activator is traffic now. Without fresh metrics nothing new is known: the
+    A second with requests, or a missing (NaN) one, which may have had some, restarts the stretch after it; the
+    missing seconds at the end of the window are not reported yet and say nothing. A request held by the activator
+    is traffic now. Without fresh metrics nothing new is known: the
     remembered value stands.
     """
     if obs.held_requests > 0:
         return None
     if not fresh or obs.last_sample_ts is None or obs.rps.size == 0:
         return state.idle_since
-    busy = np.flatnonzero(~(obs.rps <= 0))  # requests, or NaN (unknown)
+    measured = np.flatnonzero(np.isfinite(obs.rps))
+    if measured.size == 0:
+        return state.idle_since
+    rps = obs.rps[: int(measured[-1]) + 1]  # trailing missing seconds: not reported yet, nothing known
     first_ts = obs.last_sample_ts - (obs.rps.size - 1)  # start of the oldest second in the window
+    busy = np.flatnonzero(~(rps <= 0))  # requests, or NaN (unknown)
     if busy.size:
         last_busy = int(busy[-1])
-        if last_busy == obs.rps.size - 1:
-            return None  # the newest second had requests
+        if last_busy == rps.size - 1:
+            return None  # the newest reported second had requests
         return first_ts + last_busy + 1
     return state.idle_since if state.idle_since is not None else first_ts
 

@@ -227,3 +227,26 @@ def test_status_reports_the_live_view(engine: Engine) -> None:
     assert status is not None
     assert status["desired_replicas"] == 4 and status["current_replicas"] == 2
     assert status["reasons"]
+
+
+def test_an_idle_min_zero_deployment_goes_to_zero_and_its_status_row_says_since_when(engine: Engine) -> None:
+    from prewarm.db.models import DeploymentStatus
+
+    deployment_id = _create(engine, policy=ScalingPolicy(min_replicas=0), min_replicas=0)
+    _feed(engine, m.REQUESTS_RPS, 0.0)
+    _feed(engine, m.CPU_PERCENT, 0.0)
+    backends: dict[str, ReplicaBackend] = {}
+    loop = _loop(engine, backends)
+    decision = loop.reconcile_once(NOW + 1)["digits"]
+    assert decision.desired == 0 and decision.source == "scale-to-zero", decision.reason_texts
+    assert backends["digits"].ready_count() == 0
+    [stored] = _decisions(engine)
+    assert (stored.current, stored.desired) == (2, 0)
+    assert any(r.startswith("scale-to-zero: idle 60 s and no usable forecast -> 0") for r in stored.reasons)
+    with session_factory(engine)() as session:
+        status = session.get(DeploymentStatus, deployment_id)
+        assert status is not None and status.desired_replicas == 0
+        assert status.idle_since is not None
+        assert abs(status.idle_since.timestamp() - (NOW - 59)) <= 1
+    live = loop.status("digits")
+    assert live is not None and live["idle_since"] is not None and live["next_wake_at"] is None
