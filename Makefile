@@ -87,7 +87,7 @@ bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_tuning
 
 bench-zero: venv
-	$(BIN)/python -m benchmarks.zero_sim
+	$(BIN)/python -m benchmarks.zero_sim --days 7
 
 bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-zero bench-startup
 

@@ -20,7 +20,12 @@ import time
 
 from controller.policy import ScalingPolicy
 from controller.simulation.cluster import ClusterModel
-from controller.simulation.sparse import SPARSE_REQUESTS_PER_MINUTE, keep_for_mean_rate, thinned_arrivals
+from controller.simulation.sparse import (
+    SPARSE_REQUESTS_PER_MINUTE,
+    keep_for_mean_rate,
+    quietest_hour,
+    thinned_arrivals,
+)
 from controller.simulation.workload import Workload
 from controller.simulation.zero_run import run_zero, table
 from prewarm.traces import TRACES_DIR, load_trace
@@ -53,8 +58,16 @@ def main() -> None:
         print(
             f"\n**{trace.name}** thinned to {args.per_minute:g} request/min on average (keep {keep:.5f}): "
             f"{workload.arrivals.sum():.0f} requests in {workload.seconds / 86400:.2f} days, busiest second "
-            f"{workload.arrivals.max():.0f}; replica startup {cluster.startup_s} s\n"
+            f"{workload.arrivals.max():.0f}; replica startup {cluster.startup_s} s"
         )
+        quiet = quietest_hour(workload)
+        if quiet is not None:
+            hour, busy, rate = quiet
+            print(
+                f"quietest hour of the day {hour:02d}:00 UTC: {100 * busy:.0f} % of its minutes have a request "
+                f"({rate:.2f} requests/min)"
+            )
+        print()
         print(table(result))
         print()
         for name, met, detail in result.goals():

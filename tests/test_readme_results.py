@@ -50,7 +50,7 @@ def test_the_readme_and_docs_hold_the_generated_blocks() -> None:
     assert "python -m benchmarks.forecast_bounds" in commands
     assert "python -m benchmarks.simulate_bounds" in commands
     assert "python -m benchmarks.simulate_tuning" in commands
-    assert "python -m benchmarks.zero_sim" in commands
+    assert "python -m benchmarks.zero_sim --days 7" in commands
     for name, block in all_blocks():
         assert block.command.startswith(readme_results.ALLOWED_PREFIXES), (name, block.command)
         assert readme_results.fenced_body(block).strip(), f"{name}: the block of {block.command!r} is empty"

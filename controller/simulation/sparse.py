@@ -46,3 +46,20 @@ def thinned_arrivals(trace: Trace, keep: float, seed: int = DEFAULT_SEED) -> Wor
         arrivals = np.bincount(seconds, minlength=n).astype(np.float64)
     peak = float(kept.max()) / step if kept.size else 0.0
     return Workload(f"{trace.name} (sparse)", float(trace.timestamps[0]), arrivals, keep, step, peak)
+
+
+def quietest_hour(workload: Workload) -> tuple[int, float, float] | None:
+    """The hour of the day (UTC) with the fewest requests over the workload's whole days: the hour, the share of its
+    minutes with at least one request and its mean requests per minute; None for less than a day."""
+    days = workload.seconds // 86400
+    if days < 1:
+        return None
+    offset = int(-workload.start_ts % 3600)  # first whole hour
+    hours = (workload.seconds - offset) // 3600
+    minutes = workload.arrivals[offset : offset + hours * 3600].reshape(hours, 60, 60).sum(axis=2)
+    first_hour = int(((workload.start_ts + offset) // 3600) % 24)
+    hour_of_day = (first_hour + np.arange(hours)) % 24
+    rate = np.array([minutes[hour_of_day == h].mean() for h in range(24)])
+    busy = np.array([(minutes[hour_of_day == h] > 0).mean() for h in range(24)])
+    h = int(np.argmin(rate))
+    return h, float(busy[h]), float(rate[h])
