@@ -12,7 +12,7 @@ from controller.simulation.cluster import ClusterModel
 from controller.simulation.engine import ClusterView, simulate_closed_loop
 from controller.simulation.metrics import cold_starts
 from controller.simulation.prewarm_policy import PrewarmAutoscaler
-from controller.simulation.sparse import keep_for_mean_rate, thinned_arrivals
+from controller.simulation.sparse import keep_for_mean_rate, quietest_hour, thinned_arrivals
 from controller.simulation.workload import Workload
 from controller.simulation.zero_run import run_zero
 from prewarm.traces import TRACES_DIR, Trace, load_trace
@@ -126,3 +126,17 @@ def test_zero_comparison_runs_every_policy_on_the_same_arrivals() -> None:
         "prewarm-zero >= 40 % cheaper than prewarm-min1",
         "prewarm-zero >= 5x fewer cold-started requests than kpa-zero",
     ]
+
+
+def test_the_quietest_hour_is_the_hour_of_the_day_with_the_fewest_requests() -> None:
+    arrivals = np.zeros(2 * 86400)
+    for day in range(2):
+        for hour in range(24):
+            start = day * 86400 + hour * 3600
+            per_hour = 6 if hour == 5 else 120  # hour 5: one minute in ten has a request
+            arrivals[start : start + 3600 : 3600 // per_hour] = 1
+    quiet = quietest_hour(Workload("w", 0.0, arrivals, 1.0, 1, 1.0))
+    assert quiet is not None
+    hour, busy, rate = quiet
+    assert hour == 5 and busy == 0.1 and rate == 0.1
+    assert quietest_hour(Workload("w", 0.0, arrivals[:3600], 1.0, 1, 1.0)) is None
