@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -178,8 +180,25 @@ class ControllerMetrics:
             ["bucket"],
             registry=registry,
         )
-        self._through: dict[str, tuple[float | None, float | None]] = {}  # deployment -> seconds tallied up to
-        self._through_lock = threading.Lock()
+        self._watched: dict[str, _Watched] = {}
+        self._watched_lock = threading.Lock()
+
+    def _watch(self, deployment: str) -> _Watched:
+        with self._watched_lock:
+            watched = self._watched.get(deployment)
+        if watched is None:  # the labelled children, looked up once per deployment (labels() is the slow part)
+            per_deployment = (
+                self.min_replicas, self.max_replicas, self.dry_run, self.forecast_age, self.forecast_max_age,
+                self.latency_p95, self.latency_slo, self.forecast_checked, self.forecast_exceeded,
+                self.latency_measured, self.latency_violating,
+            )  # fmt: skip
+            watched = _Watched(
+                children=tuple(metric.labels(deployment) for metric in per_deployment),
+                states={value: self.forecast_state.labels(deployment, value) for value in alert_signals.FORECAST_STATES},
+            )
+            with self._watched_lock:
+                watched = self._watched.setdefault(deployment, watched)
+        return watched
 
     def observe(
         self,
@@ -190,27 +209,31 @@ class ControllerMetrics:
         decision: Decision,
         now: float,
     ) -> None:
-        """Export what the alert rules read about one decision (called by the worker that made it)."""
-        self.min_replicas.labels(deployment).set(policy.min_replicas)
-        self.max_replicas.labels(deployment).set(policy.max_replicas)
-        self.dry_run.labels(deployment).set(1 if alert_signals.dry_run(observations, now) else 0)
+        """Export what the alert rules read about one decision (called by the worker that made it; one worker at a
+        time per deployment)."""
+        watched = self._watch(deployment)
+        lo, hi, dry, age, max_age, p95, slo_gauge, checked, exceeded, measured, violating = watched.children
+        if policy is not watched.policy:  # the policy's figures, again only when it changed
+            lo.set(policy.min_replicas)
+            hi.set(policy.max_replicas)
+            max_age.set(policy.forecast_max_age_s)
+            slo_gauge.set(policy.capacity_latency_slo_ms / 1000.0)
+            watched.policy = policy
+        dry.set(1 if alert_signals.dry_run(observations, now) else 0)
         state = alert_signals.forecast_state(policy, observations, forecast, decision, now)
-        for value in alert_signals.FORECAST_STATES:
-            self.forecast_state.labels(deployment, value).set(1 if value == state else 0)
-        self.forecast_age.labels(deployment).set(math.nan if forecast is None else now - forecast.created_at)
-        self.forecast_max_age.labels(deployment).set(policy.forecast_max_age_s)
-        self.latency_p95.labels(deployment).set(alert_signals.latest(observations.latency_p95_ms) / 1000.0)
-        self.latency_slo.labels(deployment).set(policy.capacity_latency_slo_ms / 1000.0)
-        with self._through_lock:
-            forecast_after, latency_after = self._through.get(deployment, (None, None))
-        misses = alert_signals.forecast_misses(observations, forecast, forecast_after)
-        slo = alert_signals.slo_violations(observations, policy.capacity_latency_slo_ms, latency_after)
-        self.forecast_checked.labels(deployment).inc(misses.judged)
-        self.forecast_exceeded.labels(deployment).inc(misses.bad)
-        self.latency_measured.labels(deployment).inc(slo.judged)
-        self.latency_violating.labels(deployment).inc(slo.bad)
-        with self._through_lock:
-            self._through[deployment] = (misses.through, slo.through)
+        if state != watched.state:
+            for value, child in watched.states.items():
+                child.set(1 if value == state else 0)
+            watched.state = state
+        age.set(math.nan if forecast is None else now - forecast.created_at)
+        p95.set(alert_signals.latest(observations.latency_p95_ms) / 1000.0)
+        misses = alert_signals.forecast_misses(observations, forecast, watched.forecast_through)
+        slo = alert_signals.slo_violations(observations, policy.capacity_latency_slo_ms, watched.latency_through)
+        checked.inc(misses.judged)
+        exceeded.inc(misses.bad)
+        measured.inc(slo.judged)
+        violating.inc(slo.bad)
+        watched.forecast_through, watched.latency_through = misses.through, slo.through
 
     def set_bucket_deployments(self, counts: dict[int, int], buckets: int) -> None:
         for bucket in range(buckets):
@@ -228,13 +251,26 @@ class ControllerMetrics:
         for value in alert_signals.FORECAST_STATES:
             with contextlib.suppress(KeyError):
                 self.forecast_state.remove(deployment, value)
-        with self._through_lock:
-            self._through.pop(deployment, None)
+        with self._watched_lock:
+            self._watched.pop(deployment, None)
 
     def set_buckets(self, held: set[int], buckets: int) -> None:
         self.buckets_held.set(len(held))
         for bucket in range(buckets):
             self.bucket_leader.labels(str(bucket)).set(1 if bucket in held else 0)
+
+
+@dataclass
+class _Watched:
+    """One deployment's alert series (``children`` in the order ``observe`` unpacks them) and what it remembers:
+    the forecast state exported last, and up to where the seconds of its windows were counted."""
+
+    children: tuple[Any, ...]
+    states: dict[str, Any]
+    state: str | None = None
+    policy: ScalingPolicy | None = None
+    forecast_through: float | None = None
+    latency_through: float | None = None
 
 
 def histogram_quantile(buckets: dict[float, float], total: float, q: float) -> float:
