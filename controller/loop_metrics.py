@@ -4,6 +4,7 @@ the alert rules need (bounds, forecast state and misses, latency against the SLO
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from controller import alert_signals
 from controller.decision_values import Decision, ForecastInput, Observations
 from controller.policy import ScalingPolicy
+
+logger = logging.getLogger(__name__)
 
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -182,6 +185,7 @@ class ControllerMetrics:
         )
         self._watched: dict[str, _Watched] = {}
         self._watched_lock = threading.Lock()
+        self._failed: set[str] = set()  # deployments whose export failed once (logged)
 
     def _watch(self, deployment: str) -> _Watched:
         with self._watched_lock:
@@ -210,7 +214,25 @@ class ControllerMetrics:
         now: float,
     ) -> None:
         """Export what the alert rules read about one decision (called by the worker that made it; one worker at a
-        time per deployment)."""
+        time per deployment). A failure here costs these series only, never the decision: logged once per
+        deployment and counted as an ``unexpected`` error."""
+        try:
+            self._observe(deployment, policy, observations, forecast, decision, now)
+        except Exception:
+            self.errors.labels(deployment, "unexpected").inc()
+            if deployment not in self._failed:
+                self._failed.add(deployment)
+                logger.exception("deployment %s: exporting the alert metrics failed", deployment)
+
+    def _observe(
+        self,
+        deployment: str,
+        policy: ScalingPolicy,
+        observations: Observations,
+        forecast: ForecastInput | None,
+        decision: Decision,
+        now: float,
+    ) -> None:
         watched = self._watch(deployment)
         lo, hi, dry, age, max_age, p95, slo_gauge, checked, exceeded, measured, violating = watched.children
         if policy is not watched.policy:  # the policy's figures, again only when it changed
@@ -253,6 +275,7 @@ class ControllerMetrics:
                 self.forecast_state.remove(deployment, value)
         with self._watched_lock:
             self._watched.pop(deployment, None)
+        self._failed.discard(deployment)
 
     def set_buckets(self, held: set[int], buckets: int) -> None:
         self.buckets_held.set(len(held))

@@ -121,3 +121,13 @@ def test_bucket_deployments_cover_every_bucket() -> None:
     metrics = ControllerMetrics(registry)
     metrics.set_bucket_deployments({0: 3, 2: 1}, 4)
     assert [_value(registry, "prewarm_controller_bucket_deployments", bucket=str(b)) for b in range(4)] == [3, 0, 1, 0]
+
+
+def test_a_failing_export_costs_the_series_not_the_decision(caplog: pytest.LogCaptureFixture) -> None:
+    registry = CollectorRegistry()
+    metrics = ControllerMetrics(registry)
+    broken = object()  # not Observations: exporting fails inside
+    for _ in range(2):
+        metrics.observe("a", POLICY, broken, None, _decision(_observations([1.0]), None), NOW)  # type: ignore[arg-type]
+    assert _value(registry, "prewarm_controller_errors_total", deployment="a", stage="unexpected") == 2
+    assert len([r for r in caplog.records if "alert metrics failed" in r.getMessage()]) == 1  # logged once
