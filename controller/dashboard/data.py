@@ -278,6 +278,7 @@ class PanelView:
     overrides: list[OverrideView]
     latest: DecisionView | None
     changes: list[DecisionView]  # newest first: decisions that changed the count
+    capacity: dict[str, Any] | None = None  # the owner's stored capacity view: in use, mode, learned estimate
     replicas: ReplicasView | None = None  # from the live status row; None: no controller reported yet
 
 
@@ -348,6 +349,7 @@ def deployment_panel(session: Session, name: str, *, now: float, changes: int = 
         overrides=[_override_view(o) for o in overrides],
         latest=_decision_view(latest) if latest else None,
         changes=[_decision_view(r) for r in change_rows],
+        capacity=dict(status.capacity) if status is not None and status.capacity else None,
         replicas=replicas,
     )
 
