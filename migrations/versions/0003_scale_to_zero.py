@@ -1,6 +1,6 @@
 """scale to zero: the deployment status says since when a deployment is idle and when it plans to wake
 
-Revision ID: 0003_scale_to_zero
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-30 17:50:00
 """
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0003_scale_to_zero'
-down_revision: str | None = '0002'
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
