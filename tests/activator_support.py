@@ -27,7 +27,7 @@ def push_receiver() -> Iterator[tuple[str, PushLog]]:
     received = PushLog()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = json.loads(self.rfile.read(length))
             with received.lock:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -13,7 +16,7 @@ import pytest
 from inference.gateway.activator import ActivatorConfig
 from inference.gateway.registry import REPLICAS_FILE, RegistrySnapshot, ReplicaRecord, write_registry
 from inference.gateway.server import GatewayConfig
-from tests.activator_support import push_receiver
+from tests.activator_support import PushLog, push_receiver
 from tests.gateway_support import fake_replica, running_gateway, running_nginx_gateway, wait_for
 
 needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
@@ -33,22 +36,32 @@ def _config(registry: Path, url: str, **activator: float) -> GatewayConfig:
 
 
 def _burst(address: str, count: int) -> list[tuple[int, float, str]]:
-    """``count`` concurrent POSTs; (status, seconds, retry-after) each, in completion order."""
+    """``count`` concurrent POSTs sent together (one connection each); (status, seconds, retry-after) each."""
+    client = httpx.Client(base_url=f"http://{address}", timeout=30, limits=httpx.Limits(max_connections=count))
+    barrier = threading.Barrier(count)
 
     def one(_: int) -> tuple[int, float, str]:
+        barrier.wait()
         started = time.monotonic()
-        response = httpx.post(f"http://{address}{INFER}", json={}, timeout=30)
+        response = client.post(INFER, json={})
         return response.status_code, time.monotonic() - started, response.headers.get("retry-after", "")
 
-    pool = ThreadPoolExecutor(count)
-    return list(pool.map(one, range(count)))
+    try:
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(one, range(count)))
+    finally:
+        client.close()
 
 
-def _held_burst_then_replica(tmp_path: Path, address: str, pushes: object, count: int) -> tuple[list[int], float]:
-    """Send a burst at zero, bring a replica up after the push, return the statuses and the release delay."""
+@contextmanager
+def _held_burst_then_replica(
+    tmp_path: Path, address: str, pushes: PushLog, count: int
+) -> Iterator[tuple[list[int], float]]:
+    """Send a burst at zero, bring a replica up after the push; yields the statuses and the release delay while
+    the replica still runs."""
     pool = ThreadPoolExecutor(1)
     future = pool.submit(_burst, address, count)
-    wait_for(lambda: any(h > 0 for h in pushes.held_counts()), 3, what="a push")  # type: ignore[attr-defined]
+    wait_for(lambda: any(h > 0 for h in pushes.held_counts()), 3, what="a push")
     time.sleep(0.3)  # the requests really wait
     assert not future.done()
     with fake_replica() as (_process, port):
@@ -56,14 +69,17 @@ def _held_burst_then_replica(tmp_path: Path, address: str, pushes: object, count
         _publish(tmp_path, port)
         results = future.result(20)
         released_after = time.monotonic() - published
-    return [status for status, _, _ in results], released_after
+        yield [status for status, _, _ in results], released_after
 
 
 @pytest.mark.timeout(60)
 def test_requests_at_zero_are_held_pushed_and_all_served_once_a_replica_is_ready(tmp_path: Path) -> None:
     _publish(tmp_path, None)
-    with push_receiver() as (url, pushes), running_gateway(_config(tmp_path, url)) as gateway:
-        statuses, released_after = _held_burst_then_replica(tmp_path, gateway.address, pushes, 20)
+    with (
+        push_receiver() as (url, pushes),
+        running_gateway(_config(tmp_path, url)) as gateway,
+        _held_burst_then_replica(tmp_path, gateway.address, pushes, 20) as (statuses, released_after),
+    ):
         metrics = httpx.get(f"http://{gateway.address}/metrics").text
     assert statuses == [200] * 20
     assert released_after < 0.5, released_after  # registry read every 10 ms while holding
@@ -81,10 +97,10 @@ def test_nginx_at_zero_routes_through_the_activator(tmp_path: Path) -> None:
         address,
     ):
         assert gateway.address in (tmp_path / "nginx" / "nginx.conf").read_text()  # at zero: to the activator
-        statuses, released_after = _held_burst_then_replica(tmp_path, address, pushes, 20)
-        wait_for(lambda: "upstream replicas" in (tmp_path / "nginx" / "nginx.conf").read_text(), 2,
-                 what="nginx routing to the replica directly")  # fmt: skip
-        after = [httpx.post(f"http://{address}{INFER}", json={}).status_code for _ in range(5)]
+        with _held_burst_then_replica(tmp_path, address, pushes, 20) as (statuses, released_after):
+            wait_for(lambda: "upstream replicas" in (tmp_path / "nginx" / "nginx.conf").read_text(), 2,
+                     what="nginx routing to the replica directly")  # fmt: skip
+            after = [httpx.post(f"http://{address}{INFER}", json={}).status_code for _ in range(5)]
     assert statuses == [200] * 20 and after == [200] * 5
     assert released_after < 0.5, released_after
 

@@ -14,7 +14,15 @@ from controller.decision_values import Observations
 from controller.loop import ReconcileLoop
 from controller.policy import ScalingPolicy
 from controller.runtime import ControllerRuntime
-from tests.api_support import ADMIN, API, READER, ClientFactory, assert_problem, create_deployment, make_client
+from tests.api_support import (
+    ADMIN,
+    API,
+    READER,
+    ClientFactory,
+    assert_problem,
+    create_deployment,
+    make_client,
+)
 from tests.test_controller_loop import _create, _loop
 
 __all__ = ["make_client"]  # fixture

@@ -18,7 +18,13 @@ from typing import cast
 
 import httptools
 
-from inference.gateway.activator import ActivationTimeout, Activator, ActivatorConfig, ActivatorFull, http_notifier
+from inference.gateway.activator import (
+    ActivationTimeout,
+    Activator,
+    ActivatorConfig,
+    ActivatorFull,
+    http_notifier,
+)
 from inference.gateway.balancer import Balancer, NoReplicaReady, QueueFull, QueueTimeout
 from inference.gateway.collector import BatchWriter, ReplicaUsageSampler, second_to_points
 from inference.gateway.grpcproxy import GrpcProxy
