@@ -86,14 +86,19 @@ def _status(stack: LocalStack) -> dict[str, Any]:
     return result
 
 
-def _wait_at_zero(stack: LocalStack, timeout_s: float = 120.0) -> None:
+def _wait_at_zero(stack: LocalStack, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
+    status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         status = _status(stack)
         if status.get("current_replicas") == 0 and status.get("ready_replicas") == 0:
             return
         time.sleep(0.2)
-    raise RuntimeError(f"the deployment did not return to zero within {timeout_s:.0f} s")
+    last = status.get("last_decision") or {}
+    raise RuntimeError(
+        f"the deployment did not return to zero within {timeout_s:.0f} s: current {status.get('current_replicas')}, "
+        f"ready {status.get('ready_replicas')}, last decision {last.get('reasons')}"
+    )
 
 
 def _wait_parked(state_dir: Path, timeout_s: float = 120.0) -> None:
@@ -145,6 +150,7 @@ def _startups_ms(database_url: str) -> list[float]:
 
 
 def run_case(case: str, rounds: int, idle_s: float, burst: int, proxy: str, workdir: Path) -> CaseResult:
+    workdir.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{workdir / 'store.db'}"
     migrate.upgrade(database_url)
     token = secrets.token_hex(8)
@@ -152,7 +158,6 @@ def run_case(case: str, rounds: int, idle_s: float, burst: int, proxy: str, work
     stack.extra_env = {
         "PREWARM_FORECASTS_ENABLED": "false",
         "PREWARM_METRICS_FLUSH_INTERVAL_S": "1",
-        "PREWARM_LOG_LEVEL": "WARNING",
         "PREWARM_ACTIVATOR_ENABLED": "false" if case == "no activator" else "true",
         "PREWARM_ACTIVATOR_CONTROLLER_URL": stack.api_url,
         "PREWARM_ACTIVATOR_TOKEN": token,
@@ -223,6 +228,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=5, help="Concurrent requests after each idle period.")
     parser.add_argument("--proxy", choices=["nginx", "python"], default="nginx", help="The gateway's data plane.")
     parser.add_argument("--cases", default=",".join(CASES), help=f"Comma-separated, of: {', '.join(CASES)}.")
+    parser.add_argument("--workdir", default=None, help="Keep the stacks' logs and stores here (default: temporary).")
     args = parser.parse_args()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(cases) - set(CASES)
@@ -230,8 +236,9 @@ def main() -> None:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {list(CASES)}")
     results = []
     with tempfile.TemporaryDirectory(prefix="prewarm-zero-bench-") as tmp:
+        root = Path(args.workdir) if args.workdir else Path(tmp)
         for index, case in enumerate(cases):
-            results.append(run_case(case, args.rounds, args.idle_s, args.burst, args.proxy, Path(tmp) / str(index)))
+            results.append(run_case(case, args.rounds, args.idle_s, args.burst, args.proxy, root / str(index)))
     print(f"{args.rounds} idle periods of {args.idle_s:g} s per case, bursts of {args.burst}, {args.proxy} data plane")
     print(table(results))
 
