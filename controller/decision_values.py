@@ -42,7 +42,7 @@ class Observations:
     replica_startup_s: float | None = None  # measured from replica events; None: not measured yet
     overrides: tuple[OverrideValue, ...] = ()  # the deployment's overrides; decide() keeps the active ones
     learned_capacity: LearnedCapacity | None = None  # what the deployment's evidence says (controller/capacity.py)
-    held_requests: int = 0
+    held_requests: int = 0  # requests the activator holds right now for this deployment (none ready to take them)
 
     def __post_init__(self) -> None:
         for name in ("rps", "latency_p95_ms", "cpu_percent", "memory_percent", "queue_length"):
