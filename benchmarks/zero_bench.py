@@ -31,6 +31,7 @@ import httpx
 import numpy as np
 from sqlalchemy import select
 
+from controller.policy import ScalingPolicy
 from prewarm.db import migrate
 from prewarm.db.engine import create_engine_for_url, session_factory
 from prewarm.db.models import Deployment, ForecastPoint, ForecastRun, ReplicaEvent
@@ -48,6 +49,8 @@ POLICY: dict[str, Any] = {
     "panic_window_s": 2.0, "scale_down_stabilisation_s": 1.0, "forecast_scale_down_stabilisation_s": 1.0,
     "lead_time_margin_s": 1.0, "horizon_s": 1.0, "forecast_min_history_s": 0.0,
 }  # fmt: skip
+if "scale_to_zero_grace_s" in ScalingPolicy.model_fields:  # decide()'s scale-to-zero step (docs/zero.md)
+    POLICY["scale_to_zero_grace_s"] = 2.0
 
 
 @dataclass

@@ -119,6 +119,11 @@ class FencedBackend:
             self._fence()
             keep(size)
 
+    def parked_count(self) -> int:
+        """Parked warm-pool replicas of a backend that keeps a pool; 0 otherwise."""
+        count = getattr(self.backend, "parked_count", None)
+        return int(count()) if count is not None else 0
+
     def close(self) -> None:
         self.backend.close()
 
@@ -457,6 +462,8 @@ class ReconcileLoop:
         keep_pool = getattr(backend, "set_warm_pool", None)
         if keep_pool is not None:
             keep_pool(policy.warm_pool_size)
+            parked = getattr(backend, "parked_count", None)
+            self.metrics.parked.labels(runtime.name).set(parked() if parked is not None else 0)
         if decision.act and decision.desired != current:
             try:
                 backend.scale_to(decision.desired)

@@ -33,6 +33,12 @@ class ControllerMetrics:
             registry=registry,
         )  # fmt: skip
         self.ready = Gauge("prewarm_controller_ready_replicas", "Replicas ready", labels, registry=registry)
+        self.parked = Gauge(
+            "prewarm_controller_parked_replicas",
+            "Warm-pool replicas parked (started and warmed, not serving; billed at parked_price_per_replica_hour)",
+            labels,
+            registry=registry,
+        )
         self.forecast = Gauge(
             "prewarm_controller_forecast_upper_rps",
             "Upper forecast band over the decision window (NaN when not used)",
@@ -97,7 +103,7 @@ class ControllerMetrics:
 
     def forget(self, deployment: str) -> None:
         """Drop a deployment's gauges (deleted, or now owned by another controller that exports them)."""
-        for gauge in (self.desired, self.current, self.ready, self.forecast):
+        for gauge in (self.desired, self.current, self.ready, self.parked, self.forecast):
             with contextlib.suppress(KeyError):
                 gauge.remove(deployment)
 
