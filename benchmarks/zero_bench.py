@@ -57,6 +57,7 @@ if "scale_to_zero_grace_s" in ScalingPolicy.model_fields:  # decide()'s scale-to
 class CaseResult:
     case: str
     first_ttfb_ms: list[float] = field(default_factory=list)  # the first request of each round's burst
+    over_startup_ms: list[float] = field(default_factory=list)  # cold: its TTFB minus the startup of its replica
     sent: int = 0
     failed: int = 0
     startup_ms: list[float] = field(default_factory=list)
@@ -140,13 +141,15 @@ def _store_forecast(database_url: str, traffic_at: float, rps: float = 3.0, last
         engine.dispose()
 
 
-def _startups_ms(database_url: str) -> list[float]:
+def _startups_ms(database_url: str, after: float | None = None) -> list[float]:
+    """Startup (spawn to ready) of every replica that became ready (after ``after``, epoch s), oldest first."""
     engine = create_engine_for_url(database_url)
+    query = select(ReplicaEvent.duration_s).where(ReplicaEvent.event == "ready", ReplicaEvent.duration_s.is_not(None))
+    if after is not None:
+        query = query.where(ReplicaEvent.ts > datetime.fromtimestamp(after, UTC))
     try:
         with session_factory(engine)() as session:
-            rows = session.scalars(
-                select(ReplicaEvent.duration_s).where(ReplicaEvent.event == "ready", ReplicaEvent.duration_s.is_not(None))
-            ).all()
+            rows = session.scalars(query.order_by(ReplicaEvent.ts)).all()
         return [float(v) * 1000 for v in rows if v is not None]
     finally:
         engine.dispose()
@@ -185,8 +188,14 @@ def run_case(case: str, rounds: int, idle_s: float, burst: int, proxy: str, work
                 traffic_at = time.time() + startup_s + 4.0  # more than the lead time (startup + 1 s margin + 1 s)
                 _store_forecast(database_url, traffic_at)
                 time.sleep(max(0.0, traffic_at - time.time()))
+            sent_at = time.time()
             results = _burst(stack.gateway_url, burst)
             result.first_ttfb_ms.append(results[0][1])
+            if case == "cold":
+                time.sleep(1.5)  # the replica's ready event reaches the store
+                own = _startups_ms(database_url, after=sent_at)
+                if own:
+                    result.over_startup_ms.append(results[0][1] - own[0])
             result.sent += len(results)
             result.failed += sum(1 for status, _ in results if status != 200)
         result.startup_ms = _startups_ms(database_url)
@@ -203,14 +212,19 @@ def table(results: list[CaseResult]) -> str:
     startup_all = [v for r in results for v in r.startup_ms]
     startup_p50 = _pct(startup_all, 50)
     lines = [
-        "| case | rounds | first request TTFB p50 ms | p95 ms | replica startup p50 ms | failed / sent | goal | met |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
+        "| case | rounds | first request TTFB p50 ms | p95 ms | replica startup p50 ms | TTFB - own replica's startup "
+        "p50 / p95 ms | failed / sent | goal | met |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         p50, p95 = _pct(r.first_ttfb_ms, 50), _pct(r.first_ttfb_ms, 95)
         startup = _pct(r.startup_ms, 50) if r.startup_ms else startup_p50
+        over = (
+            f"{_pct(r.over_startup_ms, 50):,.0f} / {_pct(r.over_startup_ms, 95):,.0f}" if r.over_startup_ms else ""
+        )
         if r.case == "cold":
-            goal, met = "no failure, p50 <= startup + 100 ms", r.failed == 0 and p50 <= startup + 100
+            over_p95 = _pct(r.over_startup_ms, 95)
+            goal, met = "no failure, TTFB <= own startup + 100 ms (p95)", r.failed == 0 and over_p95 <= 100
         elif r.case == "warm pool":
             goal, met = "no failure, p95 < 300 ms", r.failed == 0 and p95 < 300
         elif r.case == "predictive":
@@ -218,7 +232,7 @@ def table(results: list[CaseResult]) -> str:
         else:
             goal, met = "(baseline)", None
         lines.append(
-            f"| {r.case} | {len(r.first_ttfb_ms)} | {p50:,.0f} | {p95:,.0f} | {startup:,.0f} | {r.failed} / {r.sent} "
+            f"| {r.case} | {len(r.first_ttfb_ms)} | {p50:,.0f} | {p95:,.0f} | {startup:,.0f} | {over} | {r.failed} / {r.sent} "
             f"| {goal} | {'' if met is None else ('yes' if met else 'NO')} |"
         )
     return "\n".join(lines)

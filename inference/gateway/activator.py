@@ -97,6 +97,7 @@ class Activator:
         self.held_total += 1
         if self.held == 1:
             self._ready.clear()
+            log.info("no replica ready: holding requests and asking the controller to activate")
         self._start_pushing()
         try:
             while not routable():
