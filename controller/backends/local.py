@@ -74,6 +74,7 @@ class LocalBackendConfig:
         0.0  # wait before replacing a failed replica (grows x2 per quick failure, max 10 s)
     )
     warm_pool_size: int = 0  # parked replicas kept ready to join (the policy's warm_pool_size overrides it)
+    pool_refill_delay_s: float = 2.0  # after a join, wait this long before refilling (a startup competes for CPU)
 
     def replica_command(self, port: int, grpc_port: int | None = None) -> list[str]:
         values = {"port": port, "host": self.host, "model": self.model, "model_repo": self.model_repo,
@@ -126,6 +127,7 @@ class LocalProcessBackend:
         self._replicas: dict[str, _Replica] = {}
         self._desired = 0
         self._pool_size = config.warm_pool_size
+        self._refill_after_mono = 0.0
         self._stop = threading.Event()
         self._probe_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="replica-probe")
         self._published: tuple[ReplicaRecord, ...] | None = None
@@ -355,6 +357,8 @@ class LocalProcessBackend:
         pool.sort(key=lambda r: (r.state is not ReplicaState.PARKED, r.started_mono))
         joined = pool[:wanted]
         now = time.monotonic()
+        if joined:
+            self._refill_after_mono = now + self.config.pool_refill_delay_s
         for replica in joined:
             replica.for_pool = False
             if replica.state is ReplicaState.PARKED:
@@ -365,10 +369,13 @@ class LocalProcessBackend:
         return len(joined)
 
     def _keep_pool(self) -> None:
-        """Refill the warm pool to its size (in the background: new replicas start parked), or shrink it."""
+        """Refill the warm pool to its size (in the background: new replicas start parked; not in the first
+        ``pool_refill_delay_s`` after a join, so that a startup does not compete with the first requests), or shrink
+        it."""
         pool = [r for r in self._replicas.values() if r.for_pool and r.state is not ReplicaState.STOPPING]
         missing = self._pool_size - len(pool)
-        if missing > 0 and time.monotonic() >= self._next_spawn_mono:
+        now = time.monotonic()
+        if missing > 0 and now >= self._next_spawn_mono and now >= self._refill_after_mono:
             for _ in range(missing):
                 self._start_one(for_pool=True)
         elif missing < 0:
