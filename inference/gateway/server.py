@@ -456,16 +456,6 @@ class Gateway:
             await asyncio.sleep(self.config.metrics_flush_interval_s)
             await asyncio.to_thread(self.batch_writer.flush)
 
-    @staticmethod
-    async def _every(interval_s: float, action: object) -> None:
-        assert callable(action)
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                action()
-            except Exception:
-                log.exception("periodic task failed")
-
 
 def _serialise_request(request: _Request) -> bytes:
     method = b"GET" if request.method == b"HEAD" else request.method  # the head of the GET answer is relayed
