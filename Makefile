@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-zero-live venv clean
+.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-capacity bench-zero-live venv clean
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ images:
 bench-store: venv
 	scripts/ensure-system.sh
 	$(BIN)/python -m benchmarks.store_bench
+
+# Learned capacity on the live stack: four demo replays (configured, learned from a right, a low and a high start).
+bench-capacity: venv
+	$(BIN)/python -m benchmarks.capacity_bench
 
 bench-fleet: venv
 	scripts/ensure-system.sh
@@ -91,7 +95,7 @@ bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bounds
 	$(BIN)/python -m benchmarks.simulate_tuning
 
-bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-zero-live
+bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-capacity bench-zero-live
 
 # Re-run the commands named by the result blocks of README.md and docs/ and put their output in place (~15 min).
 readme-results: venv

@@ -23,6 +23,7 @@ owner would have.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import heapq
@@ -345,6 +346,10 @@ class ReconcileLoop:
             with self.sessions() as session:
                 self._rows = read_deployments(session)
             self._rows_read_at = now
+            if self.leases is not None:
+                self.metrics.set_bucket_deployments(
+                    collections.Counter(self.bucket(r.name) for r in self._rows), self.leases.buckets
+                )
         self._synced_buckets = held
         mine = {r.name: r for r in self._rows if held is None or self.bucket(r.name) in held}
         existing = {r.name for r in self._rows}
@@ -453,6 +458,7 @@ class ReconcileLoop:
             observations, learned_capacity=runtime.learned, held_requests=runtime.held_now(now)
         )
         decision = decide(policy, observations, inputs.forecast, runtime.state, now)
+        self.metrics.observe(runtime.name, policy, observations, inputs.forecast, decision, now)
         runtime.state = decision.new_state
         runtime.last_decision = decision
         runtime.decided_at = now

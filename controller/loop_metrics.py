@@ -1,11 +1,22 @@
-"""The controller's Prometheus metrics: decisions, replica counts, errors, pass timing, lag and leases."""
+"""The controller's Prometheus metrics: decisions, replica counts, errors, pass timing, lag and leases, and what
+the alert rules need (bounds, forecast state and misses, latency against the SLO, deployments per lease bucket)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import threading
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from controller import alert_signals
+from controller.decision_values import Decision, ForecastInput, Observations
+from controller.policy import ScalingPolicy
+
+logger = logging.getLogger(__name__)
 
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -100,17 +111,195 @@ class ControllerMetrics:
             "Deployments in the buckets this controller holds",
             registry=registry,
         )
+        self._alerting(registry)
+
+    def _alerting(self, registry: CollectorRegistry | None) -> None:
+        """The per deployment signals of deploy/prometheus/alerts.yaml (docs/alerts.md)."""
+        labels = ["deployment"]
+        self.min_replicas = Gauge(
+            "prewarm_controller_min_replicas", "The policy's min_replicas", labels, registry=registry
+        )
+        self.max_replicas = Gauge(
+            "prewarm_controller_max_replicas", "The policy's max_replicas", labels, registry=registry
+        )
+        self.dry_run = Gauge(
+            "prewarm_controller_dry_run",
+            "1 while a dry-run override is active (decisions are logged, not applied)",
+            labels,
+            registry=registry,
+        )
+        self.forecast_state = Gauge(
+            "prewarm_controller_forecast_state",
+            "1 for the state of the forecast at the last decision: used, missing, stale, young (short history), "
+            "rejected (by decide()), disabled (reactive-only override); 0 for the others",
+            ["deployment", "state"],
+            registry=registry,
+        )
+        self.forecast_age = Gauge(
+            "prewarm_controller_forecast_age_seconds",
+            "Age of the newest stored forecast at the last decision (NaN without one)",
+            labels,
+            registry=registry,
+        )
+        self.forecast_max_age = Gauge(
+            "prewarm_controller_forecast_max_age_seconds",
+            "The policy's forecast_max_age_s: an older forecast is ignored",
+            labels,
+            registry=registry,
+        )
+        self.forecast_checked = Counter(
+            "prewarm_controller_forecast_checked_seconds",
+            "Seconds with an observed request rate and a forecast interval covering them",
+            labels,
+            registry=registry,
+        )
+        self.forecast_exceeded = Counter(
+            "prewarm_controller_forecast_exceeded_seconds",
+            "Of the checked seconds, those whose observed rate was above the forecast's upper band",
+            labels,
+            registry=registry,
+        )
+        self.latency_p95 = Gauge(
+            "prewarm_controller_latency_p95_seconds",
+            "Newest per-second p95 latency the last decision saw (NaN when not measured)",
+            labels,
+            registry=registry,
+        )
+        self.latency_slo = Gauge(
+            "prewarm_controller_latency_slo_seconds",
+            "The policy's p95 latency SLO (capacity_latency_slo_ms)",
+            labels,
+            registry=registry,
+        )
+        self.latency_measured = Counter(
+            "prewarm_controller_latency_measured_seconds",
+            "Seconds with a measured p95 latency",
+            labels,
+            registry=registry,
+        )
+        self.latency_violating = Counter(
+            "prewarm_controller_latency_slo_violation_seconds",
+            "Of the measured seconds, those whose p95 latency was over the SLO",
+            labels,
+            registry=registry,
+        )
+        self.bucket_deployments = Gauge(
+            "prewarm_controller_bucket_deployments",
+            "Deployments hashed into each lease bucket (every controller sees the whole list)",
+            ["bucket"],
+            registry=registry,
+        )
+        self._watched: dict[str, _Watched] = {}
+        self._watched_lock = threading.Lock()
+        self._failed: set[str] = set()  # deployments whose export failed once (logged)
+
+    def _watch(self, deployment: str) -> _Watched:
+        with self._watched_lock:
+            watched = self._watched.get(deployment)
+        if watched is None:  # the labelled children, looked up once per deployment (labels() is the slow part)
+            per_deployment = (
+                self.min_replicas, self.max_replicas, self.dry_run, self.forecast_age, self.forecast_max_age,
+                self.latency_p95, self.latency_slo, self.forecast_checked, self.forecast_exceeded,
+                self.latency_measured, self.latency_violating,
+            )  # fmt: skip
+            watched = _Watched(
+                children=tuple(metric.labels(deployment) for metric in per_deployment),
+                states={value: self.forecast_state.labels(deployment, value) for value in alert_signals.FORECAST_STATES},
+            )
+            with self._watched_lock:
+                watched = self._watched.setdefault(deployment, watched)
+        return watched
+
+    def observe(
+        self,
+        deployment: str,
+        policy: ScalingPolicy,
+        observations: Observations,
+        forecast: ForecastInput | None,
+        decision: Decision,
+        now: float,
+    ) -> None:
+        """Export what the alert rules read about one decision (called by the worker that made it; one worker at a
+        time per deployment). A failure here costs these series only, never the decision: logged once per
+        deployment and counted as an ``unexpected`` error."""
+        try:
+            self._observe(deployment, policy, observations, forecast, decision, now)
+        except Exception:
+            self.errors.labels(deployment, "unexpected").inc()
+            if deployment not in self._failed:
+                self._failed.add(deployment)
+                logger.exception("deployment %s: exporting the alert metrics failed", deployment)
+
+    def _observe(
+        self,
+        deployment: str,
+        policy: ScalingPolicy,
+        observations: Observations,
+        forecast: ForecastInput | None,
+        decision: Decision,
+        now: float,
+    ) -> None:
+        watched = self._watch(deployment)
+        lo, hi, dry, age, max_age, p95, slo_gauge, checked, exceeded, measured, violating = watched.children
+        if policy is not watched.policy:  # the policy's figures, again only when it changed
+            lo.set(policy.min_replicas)
+            hi.set(policy.max_replicas)
+            max_age.set(policy.forecast_max_age_s)
+            slo_gauge.set(policy.capacity_latency_slo_ms / 1000.0)
+            watched.policy = policy
+        dry.set(1 if alert_signals.dry_run(observations, now) else 0)
+        state = alert_signals.forecast_state(policy, observations, forecast, decision, now)
+        if state != watched.state:
+            for value, child in watched.states.items():
+                child.set(1 if value == state else 0)
+            watched.state = state
+        age.set(math.nan if forecast is None else now - forecast.created_at)
+        p95.set(alert_signals.latest(observations.latency_p95_ms) / 1000.0)
+        misses = alert_signals.forecast_misses(observations, forecast, watched.forecast_through)
+        slo = alert_signals.slo_violations(observations, policy.capacity_latency_slo_ms, watched.latency_through)
+        checked.inc(misses.judged)
+        exceeded.inc(misses.bad)
+        measured.inc(slo.judged)
+        violating.inc(slo.bad)
+        watched.forecast_through, watched.latency_through = misses.through, slo.through
+
+    def set_bucket_deployments(self, counts: dict[int, int], buckets: int) -> None:
+        for bucket in range(buckets):
+            self.bucket_deployments.labels(str(bucket)).set(counts.get(bucket, 0))
 
     def forget(self, deployment: str) -> None:
-        """Drop a deployment's gauges (deleted, or now owned by another controller that exports them)."""
-        for gauge in (self.desired, self.current, self.ready, self.parked, self.forecast):
+        """Drop a deployment's series (deleted, or now owned by another controller that exports them)."""
+        for metric in (
+            self.desired, self.current, self.ready, self.parked, self.forecast, self.min_replicas, self.max_replicas,
+            self.dry_run, self.forecast_age, self.forecast_max_age, self.forecast_checked, self.forecast_exceeded,
+            self.latency_p95, self.latency_slo, self.latency_measured, self.latency_violating,
+        ):  # fmt: skip
             with contextlib.suppress(KeyError):
-                gauge.remove(deployment)
+                metric.remove(deployment)
+        for value in alert_signals.FORECAST_STATES:
+            with contextlib.suppress(KeyError):
+                self.forecast_state.remove(deployment, value)
+        with self._watched_lock:
+            self._watched.pop(deployment, None)
+        self._failed.discard(deployment)
 
     def set_buckets(self, held: set[int], buckets: int) -> None:
         self.buckets_held.set(len(held))
         for bucket in range(buckets):
             self.bucket_leader.labels(str(bucket)).set(1 if bucket in held else 0)
+
+
+@dataclass
+class _Watched:
+    """One deployment's alert series (``children`` in the order ``observe`` unpacks them) and what it remembers:
+    the forecast state exported last, and up to where the seconds of its windows were counted."""
+
+    children: tuple[Any, ...]
+    states: dict[str, Any]
+    state: str | None = None
+    policy: ScalingPolicy | None = None
+    forecast_through: float | None = None
+    latency_through: float | None = None
 
 
 def histogram_quantile(buckets: dict[float, float], total: float, q: float) -> float:

@@ -83,6 +83,7 @@ class ControllerRuntime:
         if self.leases is not None:
             leases = self.leases
             leases.on_change = self._buckets_changed
+            self.loop.metrics.set_buckets(set(leases.owned()), leases.buckets)  # held since serve's first tick
             self._threads.append(threading.Thread(target=self._run_leases, name="leases", daemon=True))
         if self.maintenance is not None:
             self._threads.append(threading.Thread(target=self._run_maintenance, name="maintenance", daemon=True))

@@ -326,10 +326,14 @@ def _prometheus_config() -> dict[str, Any]:
 def test_prometheus_gets_the_repository_config(
     raw: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
-    [config] = services["prometheus"]["configs"]
+    config, alerts = services["prometheus"]["configs"]
     assert config["target"] == "/etc/prometheus/prometheus.yml"
     assert (ROOT / raw["configs"][config["source"]]["file"]).resolve() == PROMETHEUS_CONFIG
     assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+    # The alert rules: where prometheus.yml's rule_files (relative to the config file) finds them.
+    [rule_file] = _prometheus_config()["rule_files"]
+    assert alerts["target"] == f"/etc/prometheus/{rule_file}"
+    assert (ROOT / raw["configs"][alerts["source"]]["file"]).resolve() == PROMETHEUS_CONFIG.parent / rule_file
 
 
 @pytest.mark.parametrize("name", METRICS_SERVICES)

@@ -18,7 +18,7 @@ from controller.dashboard.data import time_grid
 from controller.policy import ScalingPolicy
 from prewarm import metric_names
 from prewarm.db.engine import session_factory
-from prewarm.db.models import ForecastPoint, ForecastRun
+from prewarm.db.models import DeploymentStatus, ForecastPoint, ForecastRun
 from prewarm.db.store import MetricsStore, Sample
 
 NOW = 1_900_000_000.0  # a fixed "now" (2030-03-17), passed to every route as ``end``
@@ -280,3 +280,29 @@ def test_recent_window_uses_fine_bins_and_a_day_uses_coarse_ones() -> None:
     assert time_grid(NOW, 15).step_s <= 5
     assert time_grid(NOW, 1440).step_s >= 300
     assert time_grid(NOW - timedelta(minutes=1).total_seconds(), 60).start % time_grid(NOW, 60).step_s == 0
+
+
+def test_panel_shows_the_learned_capacity_the_owner_stored(engine: Engine, client: TestClient) -> None:
+    seed_deployment(engine, NOW)
+    with session_factory(engine)() as session, session.begin():
+        session.add(
+            DeploymentStatus(
+                deployment_id=repository.get_deployment(session, "digits").id,
+                controller="c1",
+                capacity={
+                    "mode": "learned",
+                    "in_use_rps": 47.5,
+                    "estimate": {"rps_per_replica": 50.2, "observations": 1800, "confidence": 0.87,
+                                 "basis": "latency knee", "bracketed": True},
+                },
+            )
+        )  # fmt: skip
+    panel = client.get("/dashboard/api/digits/panel", params={"end": NOW}).text
+    assert "<dt>mode</dt><dd>learned</dd>" in panel
+    assert "47.5" in panel and "50.2 rps" in panel and "latency knee" in panel and "confidence 0.87" in panel
+
+
+def test_panel_without_status_shows_the_configured_mode(engine: Engine, client: TestClient) -> None:
+    seed_deployment(engine, NOW)
+    panel = client.get("/dashboard/api/digits/panel", params={"end": NOW}).text
+    assert "<dt>mode</dt><dd>configured</dd>" in panel and "learned</dt>" not in panel

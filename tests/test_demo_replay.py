@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from controller.simulation.metrics import SurgeRule, find_surges, surge_lead_s
 from prewarm.demo import live
+from prewarm.demo.compare import slip_lines
 from prewarm.demo.replay import per_second, plan_days
+from prewarm.demo.run import DemoOptions, ReplayOutcome
 from prewarm.traces import Trace
 
 
@@ -67,3 +72,39 @@ def test_a_compressed_surge_rule_keeps_its_meaning_in_trace_time() -> None:
     rule = SurgeRule().compressed(360)
     assert (rule.rise_window_s, rule.separation_s, rule.lookback_s) == (2, 5, 10)
     assert rule.smoothing_s >= 1 and rule.sample_step_s >= 1
+
+
+def _outcome(latency_ms: float, send_slip_s: float) -> ReplayOutcome:
+    latency = np.full(1000, latency_ms / 1000.0)
+    return ReplayOutcome(
+        started_at=0.0,
+        seconds=10,
+        intended_s=np.arange(1000) / 100.0,
+        latency_s=latency,
+        status=np.full(1000, 200),
+        send_slip_s=np.full(1000, send_slip_s),
+        decision_lag=({0.1: 100.0, float("inf"): 100.0}, 100.0),
+    )
+
+
+def _slip(outcome: ReplayOutcome) -> list[str]:
+    options = DemoOptions(trace=Path("unused"))
+    return slip_lines(outcome, SimpleNamespace(interval_replay_s=1 / 6), options)  # type: ignore[arg-type]
+
+
+def test_a_faithful_replay_prints_its_timing_without_a_warning() -> None:
+    lines = _slip(_outcome(latency_ms=21.0, send_slip_s=0.002))
+    assert lines[0].startswith("Replay timing") and lines[1].startswith("Replica speed")
+    assert not any(line.startswith("WARNING") for line in lines)
+
+
+def test_replicas_slower_than_their_service_time_are_reported_as_a_busy_machine() -> None:
+    lines = _slip(_outcome(latency_ms=45.0, send_slip_s=0.002))
+    warnings = [line for line in lines if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "slower than their service time" in warnings[0]
+
+
+def test_a_late_load_generator_is_reported() -> None:
+    lines = _slip(_outcome(latency_ms=21.0, send_slip_s=0.5))
+    warnings = [line for line in lines if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "the load generator" in warnings[0]

@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session
 
 from controller import repository
 from prewarm import metric_names
-from prewarm.db.models import Deployment, ForecastPoint, ForecastRun, Override, Policy, ScalingDecision
+from prewarm.db.models import (
+    Deployment,
+    DeploymentStatus,
+    ForecastPoint,
+    ForecastRun,
+    Override,
+    Policy,
+    ScalingDecision,
+)
 from prewarm.db.store import MetricsStore, resample_samples
 
 logger = logging.getLogger(__name__)
@@ -256,6 +264,7 @@ class PanelView:
     overrides: list[OverrideView]
     latest: DecisionView | None
     changes: list[DecisionView]  # newest first: decisions that changed the count
+    capacity: dict[str, Any] | None = None  # the owner's stored capacity view: in use, mode, learned estimate
 
 
 def reason_text(reason: Any) -> str:
@@ -308,6 +317,7 @@ def deployment_panel(session: Session, name: str, *, now: float, changes: int = 
         .limit(changes)
     ).all()
     latest = repository.latest_decision(session, deployment.id)
+    status = session.get(DeploymentStatus, deployment.id)
     return PanelView(
         name=deployment.name,
         model=deployment.model,
@@ -319,6 +329,7 @@ def deployment_panel(session: Session, name: str, *, now: float, changes: int = 
         overrides=[_override_view(o) for o in overrides],
         latest=_decision_view(latest) if latest else None,
         changes=[_decision_view(r) for r in change_rows],
+        capacity=dict(status.capacity) if status is not None and status.capacity else None,
     )
 
 

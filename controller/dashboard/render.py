@@ -66,6 +66,28 @@ def _policy(panel: PanelView) -> str:
     )
 
 
+def _capacity(panel: PanelView) -> str:
+    """The capacity the last decision planned with and, when learned, what the evidence says (and how sure)."""
+    shown = panel.capacity or {}
+    mode = shown.get("mode") or panel.policy.get("capacity_mode", "configured")
+    in_use = shown.get("in_use_rps")
+    rows = f"<dt>mode</dt><dd>{escape(str(mode))}</dd>"
+    if isinstance(in_use, int | float):
+        rows += f"<dt>in use (rps per replica)</dt><dd>{in_use:.1f}</dd>"
+    estimate = shown.get("estimate")
+    if isinstance(estimate, dict) and isinstance(estimate.get("rps_per_replica"), int | float):
+        bound = "" if estimate.get("bracketed") else "at least "
+        rows += (
+            f"<dt>learned</dt><dd>{bound}{estimate['rps_per_replica']:.1f} rps "
+            f'<span class="muted">({escape(str(estimate.get("basis")))}, '
+            f"confidence {float(estimate.get('confidence') or 0):.2f}, "
+            f"{int(estimate.get('observations') or 0)} s of evidence)</span></dd>"
+        )
+    elif mode == "learned":
+        rows += '<dt>learned</dt><dd class="muted">no evidence yet</dd>'
+    return f'<h3>Capacity</h3><dl class="capacity">{rows}</dl>'
+
+
 def _override_row(override: OverrideView) -> str:
     value = "" if override.value is None else f" {override.value}"
     return (
@@ -94,6 +116,7 @@ def panel_html(panel: PanelView) -> str:
         f'<div class="cell">{_latest(panel.latest)}</div>'
         f'<div class="cell">{_overrides(panel.overrides)}</div>'
         f'<div class="cell">{_policy(panel)}</div>'
+        f'<div class="cell">{_capacity(panel)}</div>'
         f'<div class="cell wide">{_changes(panel.changes)}</div>'
     )
 

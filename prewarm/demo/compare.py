@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +175,9 @@ def table(
 # intended time, and the controller decides within half its decision interval of when a decision was due.
 SLIP_LOADGEN_SHARE = 0.5  # of one replayed trace interval
 SLIP_DECISION_SHARE = 0.5  # of the decision interval
+# A replica's fastest requests take its service time plus a little HTTP: when even the fastest tenth take half as long
+# again, the replicas themselves are short of CPU (another job shares the machine), which the simulator cannot know.
+SLOW_SERVICE_FACTOR = 1.5
 
 
 def slip_lines(outcome: ReplayOutcome, plan: ReplayPlan, options: DemoOptions) -> list[str]:
@@ -194,8 +198,22 @@ def slip_lines(outcome: ReplayOutcome, plan: ReplayPlan, options: DemoOptions) -
         f"p50 {1000 * lag_p50:.0f} ms / p99 {1000 * lag_p99:.0f} ms after due (limit {1000 * lag_limit:.0f} ms, half "
         f"its {interval:g} s interval)."
     ]
+    ok = outcome.latency_s[(outcome.status == 200) & np.isfinite(outcome.latency_s)] if outcome.latency_s.size else None
+    fastest_ms = 1000 * float(np.percentile(ok, 10)) if ok is not None and ok.size else math.nan
+    service_limit_ms = SLOW_SERVICE_FACTOR * options.service_time_ms
+    load1, cores = os.getloadavg()[0], os.cpu_count() or 1
+    lines.append(
+        f"Replica speed: the fastest tenth of requests took <= {fastest_ms:.0f} ms (service time "
+        f"{options.service_time_ms:g} ms, limit {service_limit_ms:.0f} ms); load average {load1:.1f} on {cores} cores."
+    )
     late = [what for what, value, limit in (("the load generator", send_p99, send_limit),
                                              ("the controller", lag_p99, lag_limit)) if value > limit]  # fmt: skip
+    if fastest_ms > service_limit_ms:
+        lines.append(
+            f"WARNING: the replicas ran slower than their service time (another job shares the machine's {cores} "
+            "cores?): live latency and violating seconds measure the machine, not the policy, and cannot match the "
+            "simulator's. Re-run on a quiet machine to compare."
+        )
     if late:
         lines.append(
             f"WARNING: {' and '.join(late)} ran late against the replay clock (another job shares the machine?): "
