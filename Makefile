@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-capacity bench-zero venv clean
+.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-capacity bench-zero bench-zero-live venv clean
 
 venv: $(VENV)/.installed
 
@@ -85,6 +85,11 @@ bench-startup: venv
 	scripts/ensure-system.sh
 	$(BIN)/python -m benchmarks.replica_startup
 
+# Scale to zero, live: first-request latency after idle periods at zero (cold, warm pool, predictive; docs/zero.md).
+bench-zero-live: venv
+	scripts/ensure-system.sh
+	$(BIN)/python -m benchmarks.zero_bench
+
 bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bench
 	$(BIN)/python -m benchmarks.simulate_bounds
@@ -93,7 +98,7 @@ bench-simulate: venv
 bench-zero: venv
 	$(BIN)/python -m benchmarks.zero_sim --days 7
 
-bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-zero bench-startup bench-capacity
+bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-zero bench-startup bench-capacity bench-zero-live
 
 # Re-run the commands named by the result blocks of README.md and docs/ and put their output in place (~15 min).
 readme-results: venv

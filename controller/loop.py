@@ -67,6 +67,7 @@ LOCAL_IDENTITY = "local"  # the identity recorded when no lease manager is used 
 ERROR_LOG_REPEAT_S = 60.0  # the same error of a deployment is logged again at most this often
 INVALID_POLICY_RETRY_S = 5.0  # a deployment whose policy does not validate is looked at again this often
 BUSY_RETRY_S = 0.5  # a deployment due while its previous reconcile still runs is looked at again after this
+HELD_FRESH_S = 2.0  # an activator's count of held requests is believed this long (it pushes again every second)
 
 
 class MetricsSource(Protocol):
@@ -112,6 +113,18 @@ class FencedBackend:
         self._fence()
         return self.backend.replicas()
 
+    def set_warm_pool(self, size: int) -> None:
+        """Forward the policy's warm pool size to a backend that keeps one (the local backend)."""
+        keep = getattr(self.backend, "set_warm_pool", None)
+        if keep is not None:
+            self._fence()
+            keep(size)
+
+    def parked_count(self) -> int:
+        """Parked warm-pool replicas of a backend that keeps a pool; 0 otherwise."""
+        count = getattr(self.backend, "parked_count", None)
+        return int(count()) if count is not None else 0
+
     def close(self) -> None:
         self.backend.close()
 
@@ -140,6 +153,12 @@ class DeploymentRuntime:
     history: list[str] = field(default_factory=list)  # recent error lines, newest last
     capacity: CapacityEvidence = field(default_factory=CapacityEvidence)
     learned: LearnedCapacity | None = None
+    held_requests: int = 0  # as the gateway's activator last pushed it (controller/api: POST .../activate)
+    held_at: float = -1e18  # when (epoch seconds)
+
+    def held_now(self, now: float) -> int:
+        """Requests the activator holds, if its last push is recent."""
+        return self.held_requests if 0 <= now - self.held_at < HELD_FRESH_S else 0
 
     @property
     def name(self) -> str:
@@ -192,6 +211,8 @@ class ReconcileLoop:
         self._recording_in_background = False
         self._flush_lock = threading.Lock()
         self._outcomes_ready = threading.Event()
+        self._activated: set[str] = set()  # deployments the gateway asked to activate, for the next pass
+        self._wake = threading.Event()  # set by activate(): the run loop passes now rather than after its tick
 
     def _default_backend(self, row: DeploymentRow) -> ReplicaBackend:
         return build_backend(
@@ -223,6 +244,31 @@ class ReconcileLoop:
         owned = self._owned_buckets()
         return [r.name for r in self._rows if owned is None or self.bucket(r.name) in owned]
 
+    # -- activation (the gateway's push) ------------------------------------------------------------------
+
+    def activate(self, name: str, held_requests: int, now: float | None = None) -> bool:
+        """The gateway holds ``held_requests`` requests for ``name`` with no replica ready: reconcile it now, with the
+        count in its observations. False when this controller does not own the deployment (yet)."""
+        now = time.time() if now is None else now
+        runtime = self.runtimes.get(name)
+        if runtime is None:
+            return False
+        runtime.held_requests, runtime.held_at = held_requests, now
+        if held_requests > 0:
+            with self._done_lock:
+                self._activated.add(name)
+            self._wake.set()
+        return True
+
+    def _take_activations(self, now: float) -> None:
+        """Make the activated deployments due now (in the pass thread, which owns the schedule)."""
+        with self._done_lock:
+            names, self._activated = self._activated, set()
+        for name in names:
+            runtime = self.runtimes.get(name)
+            if runtime is not None and runtime.next_decision_at > now:
+                self._schedule(runtime, now)  # the old heap entry is skipped (next_decision_at no longer matches)
+
     # -- one pass ------------------------------------------------------------------------------------------
 
     def reconcile_once(self, now: float | None = None, timeout_s: float = 60.0) -> dict[str, Decision]:
@@ -243,6 +289,7 @@ class ReconcileLoop:
         try:
             owned = self._owned_buckets()
             self._sync(now, owned)
+            self._take_activations(now)
             due = self._due(now, owned)
             if due:
                 self._refresh_inputs(due, now)
@@ -322,17 +369,19 @@ class ReconcileLoop:
     def _due(self, now: float, owned: dict[int, int] | None) -> list[DeploymentRuntime]:
         """The runtimes whose time has come, from the schedule (a heap: a pass costs what is due, not the fleet)."""
         due: list[DeploymentRuntime] = []
+        taken: set[str] = set()
         while self._heap and self._heap[0][0] <= now:
             at, _, name = heapq.heappop(self._heap)
             runtime = self.runtimes.get(name)
-            if runtime is None or runtime.next_decision_at != at:
-                continue  # released, or rescheduled since
+            if runtime is None or runtime.next_decision_at != at or name in taken:
+                continue  # released, rescheduled since, or already due (an activation rescheduled it)
             if owned is not None and runtime.bucket not in owned:
                 continue  # the next sync releases it
             if runtime.busy:  # still working on its previous decision: look again shortly
                 self._schedule(runtime, now + BUSY_RETRY_S)
                 continue
             due.append(runtime)
+            taken.add(name)
         return due
 
     def _schedule(self, runtime: DeploymentRuntime, at: float) -> None:
@@ -405,7 +454,9 @@ class ReconcileLoop:
             outcome.warn("metrics", f"metrics source: {window.errors[0]}")
         runtime.learned = learn_capacity(runtime.capacity, window, ready, policy)
         observations = observations_from_window(window, current, ready, inputs.startup_s, inputs.overrides)
-        observations = dataclasses.replace(observations, learned_capacity=runtime.learned)
+        observations = dataclasses.replace(
+            observations, learned_capacity=runtime.learned, held_requests=runtime.held_now(now)
+        )
         decision = decide(policy, observations, inputs.forecast, runtime.state, now)
         self.metrics.observe(runtime.name, policy, observations, inputs.forecast, decision, now)
         runtime.state = decision.new_state
@@ -414,6 +465,11 @@ class ReconcileLoop:
         outcome.decision = decision
         outcome.policy_version = inputs.policy_version
         outcome.capacity = capacity_json(runtime.capacity, runtime.learned, decision, policy)
+        keep_pool = getattr(backend, "set_warm_pool", None)
+        if keep_pool is not None:
+            keep_pool(policy.warm_pool_size)
+            parked = getattr(backend, "parked_count", None)
+            self.metrics.parked.labels(runtime.name).set(parked() if parked is not None else 0)
         if decision.act and decision.desired != current:
             try:
                 backend.scale_to(decision.desired)
@@ -630,13 +686,22 @@ class ReconcileLoop:
                     await asyncio.to_thread(self.pass_once)
                 except Exception:  # a bug in a pass must not end the loop: log it and go on
                     logger.exception("reconcile pass failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=tick_s)
+                await asyncio.to_thread(self._wait_tick, stop, tick_s)
         finally:
             recorder_stop.set()
             self._outcomes_ready.set()
             await asyncio.to_thread(recorder.join, 10)
             self._recording_in_background = False
+
+    def _wait_tick(self, stop: asyncio.Event, tick_s: float) -> None:
+        """Sleep one tick, cut short by an activation (``activate``); ``stop`` is checked by the caller."""
+        deadline = time.monotonic() + tick_s
+        while not stop.is_set() and not self._wake.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wake.wait(min(remaining, 0.05))
+        self._wake.clear()
 
     def _record_until(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -680,6 +745,7 @@ class ReconcileLoop:
                 else None
             ),
             "errors_total": runtime.errors_total,
+            "held_requests": runtime.held_now(time.time()),
             "capacity": capacity_json(runtime.capacity, runtime.learned, decision, None, with_evidence=False),
         }
 

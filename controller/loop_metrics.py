@@ -44,6 +44,12 @@ class ControllerMetrics:
             registry=registry,
         )  # fmt: skip
         self.ready = Gauge("prewarm_controller_ready_replicas", "Replicas ready", labels, registry=registry)
+        self.parked = Gauge(
+            "prewarm_controller_parked_replicas",
+            "Warm-pool replicas parked (started and warmed, not serving; billed at parked_price_per_replica_hour)",
+            labels,
+            registry=registry,
+        )
         self.forecast = Gauge(
             "prewarm_controller_forecast_upper_rps",
             "Upper forecast band over the decision window (NaN when not used)",
@@ -264,7 +270,7 @@ class ControllerMetrics:
     def forget(self, deployment: str) -> None:
         """Drop a deployment's series (deleted, or now owned by another controller that exports them)."""
         for metric in (
-            self.desired, self.current, self.ready, self.forecast, self.min_replicas, self.max_replicas,
+            self.desired, self.current, self.ready, self.parked, self.forecast, self.min_replicas, self.max_replicas,
             self.dry_run, self.forecast_age, self.forecast_max_age, self.forecast_checked, self.forecast_exceeded,
             self.latency_p95, self.latency_slo, self.latency_measured, self.latency_violating,
         ):  # fmt: skip

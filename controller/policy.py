@@ -226,6 +226,22 @@ class ScalingPolicy(BaseModel):
         default=86_400.0, gt=0, description="Capacity evidence loses half its weight after this long."
     )
 
+    # Warm pool (controller/backends/local.py, docs/zero.md): parked replicas that join in well under a second
+    warm_pool_size: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Replicas kept started, loaded and warmed but parked (not serving, not counted as ready), so "
+        "that a scale-up (from zero especially) joins one at once instead of waiting a full startup. Backends "
+        "without a pool (Kubernetes, Swarm) ignore it. 0: no pool.",
+    )
+    parked_price_per_replica_hour: float = Field(
+        default=0.0,
+        ge=0,
+        description="What one parked replica costs per hour (memory held, CPU idle), for cost reports; often a "
+        "fraction of price_per_replica_hour.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _learned_shorthand(cls, data: Any) -> Any:

@@ -112,6 +112,10 @@ class ControllerRuntime:
     def status(self, deployment: str) -> dict[str, Any] | None:
         return self.loop.status(deployment)
 
+    def activate(self, deployment: str, held_requests: int) -> bool:
+        """The gateway's activator holds requests for ``deployment``: reconcile it at once (False: not owned)."""
+        return self.loop.activate(deployment, held_requests)
+
     def health(self) -> Health:
         now = time.time()
         last = self.loop.last_pass_completed

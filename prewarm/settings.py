@@ -248,6 +248,28 @@ class Settings(BaseSettings):
         le=65535,
         description="Port the gateway serves the V2 gRPC service on, balanced per request; 0 disables it.",
     )
+    # --- Scale to zero: the gateway's activator (inference/gateway/activator.py, docs/zero.md) ---
+    activator_enabled: bool = Field(
+        default=True,
+        description="With no replica ready, the gateway holds requests (bounded) and asks the controller to "
+        "activate the deployment, instead of answering 503 at once.",
+    )
+    activator_max_held: int = Field(
+        default=1000, ge=0, description="Requests the activator holds at once; more get 503 + Retry-After."
+    )
+    activator_max_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a held request waits for a replica before a 503 + Retry-After (above the startup).",
+    )
+    activator_controller_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Control API the activator pushes to (POST /api/v1/deployments/NAME/activate); empty: no push.",
+    )
+    activator_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Admin bearer token the activator sends with its push (one of PREWARM_ADMIN_TOKENS).",
+    )
     metrics_flush_interval_s: float = Field(
         default=5.0, gt=0, description="The gateway writes its per-second samples to the store this often."
     )

@@ -146,6 +146,9 @@ class FakeRuntime:
     async def refresh_forecast(self, deployment_name: str) -> None:
         return None
 
+    def activate(self, deployment_name: str, held_requests: int) -> bool:
+        return False
+
 
 def test_status_with_a_runtime_has_live_counts(make_client: ClientFactory) -> None:
     client = make_client(runtime=FakeRuntime())

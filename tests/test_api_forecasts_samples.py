@@ -86,6 +86,9 @@ class RecordingRuntime:
         self.refreshed.append(deployment_name)
         return await asyncio.to_thread(_store_forecast, self.engine, datetime.now(UTC), "holt_winters")
 
+    def activate(self, deployment_name: str, held_requests: int) -> bool:
+        return False
+
 
 def test_refresh_goes_through_the_runtime_and_returns_the_new_forecast(
     make_client: ClientFactory, engine: Engine

@@ -38,6 +38,9 @@ class IdleRuntime:
     async def refresh_forecast(self, deployment_name: str) -> None:
         return None
 
+    def activate(self, deployment_name: str, held_requests: int) -> bool:
+        return False
+
 
 def ensure_known_deployment(engine: Engine) -> None:
     """The deployment most generated requests name, with a forecast, a decision and an override to read."""

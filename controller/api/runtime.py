@@ -22,3 +22,7 @@ class ControllerRuntime(Protocol):
     def refresh_forecast(self, deployment_name: str) -> Awaitable[Any]:
         """Run a forecast for the deployment now (off the event loop) and store it; awaited by the API."""
         ...
+
+    def activate(self, deployment_name: str, held_requests: int) -> bool:
+        """The gateway holds requests for the deployment: reconcile it now (False: not owned here)."""
+        ...

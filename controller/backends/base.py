@@ -12,6 +12,7 @@ class ReplicaState(StrEnum):
 
     STARTING = "starting"  # process/pod exists, pre-warming, readiness probe not passed yet
     READY = "ready"
+    PARKED = "parked"  # warm pool: started, loaded and warmed, but not serving until it joins (local backend)
     STOPPING = "stopping"  # draining in-flight work before exit
     FAILED = "failed"  # died or stopped answering; the backend replaces it
 

@@ -1,7 +1,8 @@
 """The local process backend: runs ``prewarm replica`` processes on this machine and keeps their number right.
 
 A supervisor thread (every ``tick_s``) probes starting replicas until ready, replaces replicas that die or stop
-answering, drains and stops surplus ones, and publishes the replica set to ``<state_dir>/replicas.json`` for the
+answering, drains and stops surplus ones, keeps a warm pool of parked replicas (started, loaded and warmed, not
+serving; a scale-up joins them first, then the pool is refilled in the background), and publishes the replica set to ``<state_dir>/replicas.json`` for the
 gateway (see inference/gateway/registry.py). On start it adopts the healthy replicas a previous backend left behind
 and kills the rest, so a backend restart leaves no orphans and drops no traffic.
 """
@@ -72,6 +73,8 @@ class LocalBackendConfig:
     restart_backoff_s: float = (
         0.0  # wait before replacing a failed replica (grows x2 per quick failure, max 10 s)
     )
+    warm_pool_size: int = 0  # parked replicas kept ready to join (the policy's warm_pool_size overrides it)
+    pool_refill_delay_s: float = 2.0  # after a join, wait this long before refilling (a startup competes for CPU)
 
     def replica_command(self, port: int, grpc_port: int | None = None) -> list[str]:
         values = {"port": port, "host": self.host, "model": self.model, "model_repo": self.model_repo,
@@ -106,6 +109,8 @@ class _Replica:
     stop_requested_mono: float | None = None
     term_sent_mono: float | None = None
     detail: str = field(default="")
+    for_pool: bool = False  # started (or parked) for the warm pool, not counted in the desired count
+    parked_mono: float | None = None
 
 
 class LocalProcessBackend:
@@ -121,6 +126,8 @@ class LocalProcessBackend:
         self._lock = threading.RLock()
         self._replicas: dict[str, _Replica] = {}
         self._desired = 0
+        self._pool_size = config.warm_pool_size
+        self._refill_after_mono = 0.0
         self._stop = threading.Event()
         self._probe_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="replica-probe")
         self._published: tuple[ReplicaRecord, ...] | None = None
@@ -187,10 +194,29 @@ class LocalProcessBackend:
                 log.info("%s: scale %d -> %d", self.config.deployment, self._desired, replicas)
             self._desired = replicas
             self._reconcile()
+            self._publish()  # a parked replica that joined is routable as soon as the gateway reads this
+
+    def set_warm_pool(self, size: int) -> None:
+        """Keep ``size`` parked replicas (started, loaded, warmed, not serving) ready to join a scale-up."""
+        if size < 0:
+            raise BackendError(f"cannot keep a warm pool of {size} replicas")
+        with self._lock:
+            if size != self._pool_size:
+                log.info("%s: warm pool %d -> %d", self.config.deployment, self._pool_size, size)
+                self._pool_size = size
+                self._reconcile()
+                self._publish()
+
+    def parked_count(self) -> int:
+        """Replicas parked in the warm pool now."""
+        with self._lock:
+            return sum(1 for r in self._replicas.values() if r.state is ReplicaState.PARKED)
 
     def close(self, stop_replicas: bool = True) -> None:
         """Stop the supervisor; with ``stop_replicas`` also drain and stop every replica (else a new backend adopts them)."""
         if stop_replicas:
+            with self._lock:
+                self._pool_size = 0
             self.scale_to(0)
             deadline = (
                 time.monotonic()
@@ -228,7 +254,8 @@ class LocalProcessBackend:
             replicas = list(self._replicas.values())
         to_probe = [
             r for r in replicas
-            if r.state is ReplicaState.STARTING or (r.state is ReplicaState.READY and now >= r.next_liveness_mono)
+            if r.state is ReplicaState.STARTING
+            or (r.state in (ReplicaState.READY, ReplicaState.PARKED) and now >= r.next_liveness_mono)
         ]  # fmt: skip
         results = dict(
             zip(
@@ -255,14 +282,16 @@ class LocalProcessBackend:
             return
         if replica.state is ReplicaState.STARTING:
             if probe:
-                replica.state = ReplicaState.READY
+                replica.state = ReplicaState.PARKED if replica.for_pool else ReplicaState.READY
+                replica.parked_mono = now if replica.for_pool else None
                 replica.next_liveness_mono = now + self.config.liveness_interval_s
                 startup_s = time.time() - replica.started_at
                 self._quick_failures = 0
-                self.events.record(Event(replica.replica_id, ev.READY, startup_s, f"port {replica.port}"))
+                where = "parked in the warm pool" if replica.for_pool else f"port {replica.port}"
+                self.events.record(Event(replica.replica_id, ev.READY, startup_s, where))
             elif now - replica.started_mono > self.config.ready_timeout_s:
                 self._fail(replica, f"not ready within {self.config.ready_timeout_s:g} s")
-        elif replica.state is ReplicaState.READY and probe is not None:
+        elif replica.state in (ReplicaState.READY, ReplicaState.PARKED) and probe is not None:
             replica.next_liveness_mono = now + self.config.liveness_interval_s
             replica.liveness_failures = 0 if probe else replica.liveness_failures + 1
             if replica.liveness_failures >= self.config.liveness_failures_to_replace:
@@ -308,17 +337,56 @@ class LocalProcessBackend:
 
     def _reconcile(self) -> None:
         active = [
-            r for r in self._replicas.values() if r.state in (ReplicaState.STARTING, ReplicaState.READY)
-        ]
+            r for r in self._replicas.values()
+            if r.state in (ReplicaState.STARTING, ReplicaState.READY) and not r.for_pool
+        ]  # fmt: skip
         missing = self._desired - len(active)
+        if missing > 0:
+            missing -= self._join_from_pool(missing)
         if missing > 0 and time.monotonic() >= self._next_spawn_mono:
             for _ in range(missing):
                 self._start_one()
         elif missing < 0:
             for replica in self._pick_victims(active, -missing):
-                replica.state = ReplicaState.STOPPING
-                replica.stop_requested_mono = time.monotonic()
-                log.info("stopping replica %s (scale down)", replica.replica_id)
+                self._stop_replica(replica, "scale down")
+        self._keep_pool()
+
+    def _join_from_pool(self, wanted: int) -> int:
+        """Parked replicas join the serving set first, then pool replicas still starting are given to it."""
+        pool = [r for r in self._replicas.values() if r.for_pool and r.state is not ReplicaState.STOPPING]
+        pool.sort(key=lambda r: (r.state is not ReplicaState.PARKED, r.started_mono))
+        joined = pool[:wanted]
+        now = time.monotonic()
+        if joined:
+            self._refill_after_mono = now + self.config.pool_refill_delay_s
+        for replica in joined:
+            replica.for_pool = False
+            if replica.state is ReplicaState.PARKED:
+                replica.state = ReplicaState.READY
+                parked_s = now - (replica.parked_mono or now)
+                self.events.record(Event(replica.replica_id, ev.JOINED, parked_s, f"port {replica.port}"))
+                log.info("replica %s joined from the warm pool", replica.replica_id)
+        return len(joined)
+
+    def _keep_pool(self) -> None:
+        """Refill the warm pool to its size (in the background: new replicas start parked; not in the first
+        ``pool_refill_delay_s`` after a join, so that a startup does not compete with the first requests), or shrink
+        it."""
+        pool = [r for r in self._replicas.values() if r.for_pool and r.state is not ReplicaState.STOPPING]
+        missing = self._pool_size - len(pool)
+        now = time.monotonic()
+        if missing > 0 and now >= self._next_spawn_mono and now >= self._refill_after_mono:
+            for _ in range(missing):
+                self._start_one(for_pool=True)
+        elif missing < 0:
+            pool.sort(key=lambda r: (r.state is ReplicaState.PARKED, -r.started_mono))  # starting ones first
+            for replica in pool[:-missing]:
+                self._stop_replica(replica, "warm pool shrinks")
+
+    def _stop_replica(self, replica: _Replica, why: str) -> None:
+        replica.state = ReplicaState.STOPPING
+        replica.stop_requested_mono = time.monotonic()
+        log.info("stopping replica %s (%s)", replica.replica_id, why)
 
     def _pick_victims(self, active: list[_Replica], count: int) -> list[_Replica]:
         """Least in-flight work first: starting replicas (no traffic yet), then the least busy, then the youngest."""
@@ -330,7 +398,7 @@ class LocalProcessBackend:
 
         return sorted(active, key=cost)[:count]
 
-    def _start_one(self) -> None:
+    def _start_one(self, for_pool: bool = False) -> None:
         port = free_port(self.config.host)
         grpc_port = free_port(self.config.host) if self.config.serves_grpc else None
         replica_id = f"{self.config.deployment}-{uuid.uuid4().hex[:6]}"
@@ -352,6 +420,7 @@ class LocalProcessBackend:
             time.monotonic(),
             create_time,
             grpc_port,
+            for_pool=for_pool,
         )
         self._replicas[replica_id] = replica
         self.events.record(Event(replica_id, ev.STARTED, None, f"pid {popen.pid} port {port}"))
@@ -388,18 +457,21 @@ class LocalProcessBackend:
             process = same_process(record.pid, record.create_time)
             if process is None:
                 continue
-            if record.state in ("ready", "starting") and probe_ready(record.host, record.port, 2.0):
+            if record.state in ("ready", "starting", "parked") and probe_ready(record.host, record.port, 2.0):
+                parked = record.state == "parked"
                 replica = _Replica(
-                    record.replica_id, record.port, process, None, ReplicaState.READY,
+                    record.replica_id, record.port, process, None,
+                    ReplicaState.PARKED if parked else ReplicaState.READY,
                     record.started_at or time.time(), time.monotonic(), record.create_time or process.create_time(),
-                    record.grpc_port, next_liveness_mono=time.monotonic(),
+                    record.grpc_port, next_liveness_mono=time.monotonic(), for_pool=parked,
+                    parked_mono=time.monotonic() if parked else None,
                 )  # fmt: skip
                 self._replicas[record.replica_id] = replica
                 adopted_pids.add(process.pid)
                 self.events.record(
                     Event(record.replica_id, ev.ADOPTED, None, f"pid {process.pid} port {record.port}")
                 )
-        self._desired = len(self._replicas)
+        self._desired = sum(1 for r in self._replicas.values() if not r.for_pool)
         for process in find_owned_processes(self._owner):
             if process.pid not in adopted_pids:
                 log.warning("killing orphan replica process %d left by a previous backend", process.pid)

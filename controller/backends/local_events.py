@@ -18,6 +18,8 @@ READY = "ready"
 FAILED = "failed"
 STOPPED = "stopped"
 ADOPTED = "adopted"
+PARKED = "parked"  # a warm-pool replica is ready and parked (not serving)
+JOINED = "joined"  # a parked replica joined the serving set (duration: seconds it was parked)
 
 
 @dataclass(frozen=True)

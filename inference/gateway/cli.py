@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from inference.gateway.activator import ActivatorConfig
     from inference.gateway.collector import BatchWriter, store_writer
     from inference.gateway.server import Gateway, GatewayConfig
     from inference.httplimits import HttpLimits
@@ -86,6 +87,14 @@ def run(args: argparse.Namespace) -> int:
         http_limits=HttpLimits.from_settings(settings),
         grpc_port=grpc_port or None,
         grpc_host=host,  # gRPC is served by the gateway itself, also in front of nginx (docs/gateway.md)
+        activator=ActivatorConfig(
+            max_held=settings.activator_max_held,
+            max_wait_s=settings.activator_max_wait_s,
+            controller_url=settings.activator_controller_url,
+            token=settings.activator_token.get_secret_value(),
+        )
+        if settings.activator_enabled and registry_dir is not None
+        else None,
     )
     writer = None if args.no_store else BatchWriter(store_writer(settings.database_url))
     discovery = None

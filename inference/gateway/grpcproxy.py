@@ -101,7 +101,7 @@ class GrpcProxy:
         try:
             for attempt in range(config.max_attempts):
                 try:
-                    upstream = await balancer.acquire(exclude=tried, need_grpc=True)
+                    upstream = await gateway.acquire(exclude=tried, need_grpc=True)
                 except (NoReplicaReady, QueueFull, QueueTimeout) as error:
                     stats.rejected_total += 1
                     code, details = grpc.StatusCode.UNAVAILABLE, str(error)

@@ -75,6 +75,16 @@ _ROUTE = """proxy_pass http://replicas;
       proxy_next_upstream_tries {attempts};
       error_page 502 504 = @unavailable;"""
 
+# No replica ready and the gateway has an activator: nginx hands every request to the control plane, which holds it
+# until a replica is ready (inference/gateway/activator.py); the control plane counts these requests itself.
+_ACTIVATE = """proxy_pass http://{control};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_read_timeout {read_timeout_ms}ms;
+      proxy_next_upstream off;
+      access_log off;
+      error_page 502 504 = @unavailable;"""
+
 
 @dataclass(frozen=True)
 class NginxConfig:
@@ -114,8 +124,10 @@ def render_config(
     control: str,
     status_port: int,
     retry_after_s: int = 1,
+    activator_wait_s: float | None = None,
 ) -> str:
-    """The nginx.conf for this set of routable replicas (host, port); no replica: every request gets 503."""
+    """The nginx.conf for this set of routable replicas (host, port); no replica: every request gets 503, or with
+    ``activator_wait_s`` goes to the control plane's activator (held up to that long, plus a request's time)."""
     if replicas:
         servers = "\n    ".join(
             f"server {host}:{port} max_fails=1 fail_timeout=1s;" for host, port in replicas
@@ -126,6 +138,9 @@ def render_config(
             read_timeout_ms=int(config.read_timeout_s * 1000),
             attempts=config.attempts,
         )
+    elif activator_wait_s is not None:
+        upstream = ""
+        route = _ACTIVATE.format(control=control, read_timeout_ms=int((activator_wait_s + config.read_timeout_s) * 1000))
     else:
         upstream = ""
         route = "return 502;\n      error_page 502 = @unavailable;"
@@ -184,8 +199,10 @@ class NginxFrontend:
         return sorted((u.host, u.port) for u in self.gateway.balancer.upstreams.values() if u.routable)
 
     def _write_config(self, replicas: list[tuple[str, int]]) -> None:
+        activator = self.gateway.config.activator
         text = render_config(self.config, replicas, self.gateway.address, self.status_port,
-                             self.gateway.config.retry_after_s)  # fmt: skip
+                             self.gateway.config.retry_after_s,
+                             activator.max_wait_s if activator is not None else None)  # fmt: skip
         path = self.config.workdir / "nginx.conf"
         path.with_suffix(".tmp").write_text(text)
         os.replace(path.with_suffix(".tmp"), path)

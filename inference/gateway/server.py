@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -17,12 +18,19 @@ from typing import cast
 
 import httptools
 
+from inference.gateway.activator import (
+    ActivationTimeout,
+    Activator,
+    ActivatorConfig,
+    ActivatorFull,
+    http_notifier,
+)
 from inference.gateway.balancer import Balancer, NoReplicaReady, QueueFull, QueueTimeout
 from inference.gateway.collector import BatchWriter, ReplicaUsageSampler, second_to_points
 from inference.gateway.grpcproxy import GrpcProxy
 from inference.gateway.health import probe_ready
 from inference.gateway.registry import ReplicaRecord, read_registry, write_gateway_load
-from inference.gateway.stats import ReplicaGauges, TrafficStats, render_prometheus
+from inference.gateway.stats import ReplicaGauges, TrafficStats, render_activator, render_prometheus
 from inference.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
 from inference.httplimits import BODY, HEAD, IDLE, HttpLimits, RequestRejected, rejection
 
@@ -60,6 +68,8 @@ class GatewayConfig:
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     grpc_port: int | None = None  # serve the V2 gRPC service here too (0: any free port); None: no gRPC
     grpc_host: str | None = None  # where gRPC listens; None: ``host`` (differs behind nginx, which carries HTTP only)
+    activator: ActivatorConfig | None = None  # hold requests while no replica is ready (activator.py); None: 503
+    activator_poll_s: float = 0.01  # how often the registry is read while requests are held
 
 
 _LOCAL_PATHS = frozenset({b"/metrics", b"/v2/health/live", b"/v2/health/ready"})  # answered by the gateway itself
@@ -109,8 +119,17 @@ class Gateway:
         self._registry_mtime: float | None = None
         self._published_load: dict[str, int] | None = None
         self._active_connections: set[_ClientConnection] = set()
+        self._flushing_now = False
         self.in_flight_override: int | None = None  # set when nginx carries the traffic (see nginx.py)
         self.grpc_proxy: GrpcProxy | None = None
+        self.activator: Activator | None = None
+        if config.activator is not None:
+            notify = (
+                http_notifier(config.activator.controller_url, config.deployment, config.activator.token)
+                if config.activator.controller_url
+                else None
+            )
+            self.activator = Activator(config.activator, notify)
         for index, address in enumerate(config.static_upstreams):
             address, _, grpc_port = address.partition("/")
             host, _, port = address.rpartition(":")
@@ -133,9 +152,7 @@ class Gateway:
             await self.grpc_proxy.start(self.config.grpc_host or self.config.host, self.config.grpc_port)
         if self.config.registry_dir is not None:
             self.poll_registry()
-            self._tasks.append(
-                asyncio.create_task(self._every(self.config.registry_poll_s, self.poll_registry))
-            )
+            self._tasks.append(asyncio.create_task(self._registry_loop()))
         self._tasks.append(asyncio.create_task(self._health_loop()))
         self._tasks.append(asyncio.create_task(self._second_loop()))
         self._tasks.append(asyncio.create_task(self._timeouts_loop()))
@@ -174,6 +191,8 @@ class Gateway:
             connection.close()
         if grpc_drained is not None:
             await grpc_drained
+        if self.activator is not None:
+            await self.activator.stop()
         for upstream in self.balancer.upstreams.values():
             upstream.abort_all()
         self._close_second(float(int(time.time())))  # the partial second: no request goes uncounted
@@ -214,7 +233,7 @@ class Gateway:
         response: _Response | None = None
         for attempt in range(self.config.max_attempts):
             try:
-                upstream = await self.balancer.acquire(exclude=tried)
+                upstream = await self.acquire(exclude=tried)
             except (NoReplicaReady, QueueFull, QueueTimeout) as error:
                 stats.rejected_total += 1
                 response = _local_response(503, _error_body(str(error)))
@@ -239,6 +258,23 @@ class Gateway:
         assert response is not None
         stats.record_completion(time.perf_counter() - started, response.status >= 500)
         return response
+
+    async def acquire(self, exclude: Collection[str] = (), need_grpc: bool = False) -> Upstream:
+        """A slot on a replica (Balancer.acquire); with no replica ready, the activator holds the request (bounded)
+        until one is, instead of NoReplicaReady at once."""
+        while True:
+            try:
+                return await self.balancer.acquire(exclude, need_grpc)
+            except NoReplicaReady:
+                if self.activator is None:
+                    raise
+            try:
+                await self.activator.hold(lambda: self._any_routable(need_grpc))
+            except (ActivatorFull, ActivationTimeout) as error:
+                raise NoReplicaReady(str(error)) from None
+
+    def _any_routable(self, need_grpc: bool) -> bool:
+        return any(u.routable and (u.grpc_port or not need_grpc) for u in self.balancer.upstreams.values())
 
     def _on_upstream_failure(self, upstream: Upstream, error: UpstreamError) -> None:
         message = str(error)
@@ -265,6 +301,8 @@ class Gateway:
         upstream.healthy = True
         log.info("replica %s is healthy again", upstream.replica_id)
         self.balancer.wake()
+        if self.activator is not None:
+            self.activator.replica_ready()
 
     async def _health_loop(self) -> None:
         while True:
@@ -281,6 +319,16 @@ class Gateway:
             await asyncio.sleep(self.config.health_interval_s)
 
     # registry
+    async def _registry_loop(self) -> None:
+        """Read the registry every ``registry_poll_s``, every ``activator_poll_s`` while requests are held."""
+        while True:
+            held = self.activator is not None and self.activator.held > 0
+            await asyncio.sleep(self.config.activator_poll_s if held else self.config.registry_poll_s)
+            try:
+                self.poll_registry()
+            except Exception:
+                log.exception("registry poll failed")
+
     def poll_registry(self) -> None:
         """Follow the backend's replicas.json: add ready replicas, drain stopping ones, drop the rest."""
         assert self.config.registry_dir is not None
@@ -311,6 +359,8 @@ class Gateway:
                     )
                     log.info("routing to replica %s at %s", record.replica_id, record.address)
                     self.balancer.wake()
+                    if self.activator is not None:
+                        self.activator.replica_ready()
                 else:
                     existing.draining = False
             elif existing is not None:
@@ -355,10 +405,13 @@ class Gateway:
             )
             for u in self.balancer.upstreams.values()
         ]
-        return render_prometheus(
+        text = render_prometheus(
             self.config.deployment, self.stats, self.balancer.queue_length, self.current_in_flight,
             len(self.balancer.routable()), gauges,
         )  # fmt: skip
+        if self.activator is not None:
+            text += render_activator(self.config.deployment, self.activator)
+        return text
 
     async def _second_loop(self) -> None:
         """At each wall-clock second boundary, summarise the second that ended."""
@@ -377,6 +430,17 @@ class Gateway:
         self._last_usage = {u.replica_id: (u.cpu_percent, u.memory_bytes) for u in usage}
         if self.batch_writer is not None:
             self.batch_writer.add(second_to_points(self.config.deployment, summary, usage))
+            if self.activator is not None and self.activator.held and not self._flushing_now:
+                # requests are held: the controller should see their second now, not at the next flush
+                self._flushing_now = True
+                task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.batch_writer.flush))
+                task.add_done_callback(self._flushed_while_holding)
+
+    def _flushed_while_holding(self, _task: object) -> None:
+        """The held requests' second is in the store: push again so the controller decides with it."""
+        self._flushing_now = False
+        if self.activator is not None:
+            self.activator.nudge()
 
     async def _timeouts_loop(self) -> None:
         """Slow clients get 408 and idle keep-alive connections are closed (inference.httplimits)."""
@@ -391,16 +455,6 @@ class Gateway:
         while True:
             await asyncio.sleep(self.config.metrics_flush_interval_s)
             await asyncio.to_thread(self.batch_writer.flush)
-
-    @staticmethod
-    async def _every(interval_s: float, action: object) -> None:
-        assert callable(action)
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                action()
-            except Exception:
-                log.exception("periodic task failed")
 
 
 def _serialise_request(request: _Request) -> bytes:

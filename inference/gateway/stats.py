@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -156,3 +157,35 @@ def render_prometheus(
     metric("prewarm_replica_memory_bytes", "gauge", "Replica process resident memory.",
            [(f'{label},replica="{r.replica_id}"', r.memory_bytes) for r in replicas if r.memory_bytes is not None])  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def render_activator(deployment: str, activator: ActivatorCounters) -> str:
+    """The activator's gauges and counters (inference/gateway/activator.py) in the Prometheus text format."""
+    label = f'deployment="{deployment}"'
+    rows = (
+        ("prewarm_gateway_activator_held", "gauge", "Requests held now while no replica is ready.", activator.held),
+        ("prewarm_gateway_activator_held_total", "counter", "Requests the activator held.", activator.held_total),
+        ("prewarm_gateway_activator_refused_total", "counter", "Requests refused: the activator was full.",
+         activator.refused_total),
+        ("prewarm_gateway_activator_timed_out_total", "counter", "Held requests that waited their longest.",
+         activator.timed_out_total),
+        ("prewarm_gateway_activator_pushes_total", "counter", "Activation pushes sent to the controller.",
+         activator.pushes_total),
+        ("prewarm_gateway_activator_push_failures_total", "counter", "Activation pushes that failed.",
+         activator.push_failures_total),
+    )  # fmt: skip
+    lines: list[str] = []
+    for name, kind, help_text, value in rows:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{{{label}}} {value:g}"]
+    return "\n".join(lines) + "\n"
+
+
+class ActivatorCounters(Protocol):
+    """What ``render_activator`` reads from the activator."""
+
+    held: int
+    held_total: int
+    refused_total: int
+    timed_out_total: int
+    pushes_total: int
+    push_failures_total: int
