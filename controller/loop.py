@@ -41,15 +41,24 @@ import numpy as np
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller.backends.base import BackendError, ReplicaBackend, ReplicaInfo
+from controller.backends.base import (
+    BackendError,
+    PoolCounts,
+    PooledBackend,
+    ReplicaBackend,
+    ReplicaInfo,
+    scale_placement,
+)
 from controller.backends.factory import build_backend
 from controller.capacity import CapacityEvidence, LearnedCapacity, learn
+from controller.cost import CostMeter, money_per_hour
 from controller.decide import Decision, DecisionState, Observations, decide
 from controller.leases import LeaseManager, bucket_of
 from controller.loop_inputs import DeploymentRow, InputError, InputReader, Inputs, read_deployments
 from controller.loop_metrics import ControllerMetrics
 from controller.loop_pool import ReconcilePool
 from controller.loop_record import Outcome, Recorder
+from controller.placement import with_placement
 from controller.policy import ScalingPolicy
 from controller.sources.window import ObservationWindow
 from prewarm import metric_names as m
@@ -107,6 +116,14 @@ class FencedBackend:
         self._fence()
         self.backend.scale_to(replicas)
 
+    def scale_pools(self, counts: dict[str, int]) -> None:
+        self._fence()
+        scale_placement(self.backend, counts)
+
+    def pool_counts(self) -> dict[str, PoolCounts]:
+        self._fence()
+        return self.backend.pool_counts() if isinstance(self.backend, PooledBackend) else {}
+
     def replicas(self) -> list[ReplicaInfo]:
         self._fence()
         return self.backend.replicas()
@@ -139,6 +156,8 @@ class DeploymentRuntime:
     history: list[str] = field(default_factory=list)  # recent error lines, newest last
     capacity: CapacityEvidence = field(default_factory=CapacityEvidence)
     learned: LearnedCapacity | None = None
+    cost: CostMeter = field(default_factory=CostMeter)  # the cost since this controller took the deployment
+    notices_seen: set[tuple[str, int, float]] = field(default_factory=set)  # interruption notices counted
 
     @property
     def name(self) -> str:
@@ -401,16 +420,38 @@ class ReconcileLoop:
         runtime.learned = learn_capacity(runtime.capacity, window, ready, policy)
         observations = observations_from_window(window, current, ready, inputs.startup_s, inputs.overrides)
         observations = dataclasses.replace(observations, learned_capacity=runtime.learned)
+        pools = backend.pool_counts() if policy.pools and isinstance(backend, PooledBackend) else {}
+        leaving = inputs.leaving_at(now) if policy.pools else {}
+        if leaving:  # replicas under a notice are still in the spec but not capacity: decide without them
+            serving = max(0, current - sum(leaving.values()))
+            observations = dataclasses.replace(observations, current_replicas=serving)
         decision = decide(policy, observations, inputs.forecast, runtime.state, now)
+        decision = with_placement(
+            policy,
+            decision,
+            leaving,
+            {p: c.desired for p, c in pools.items()} if pools else None,
+            {p: c.ready for p, c in pools.items()} if pools else None,
+        )
         runtime.state = decision.new_state
         runtime.last_decision = decision
+        self._export_cost(runtime, policy, decision, inputs, now)
         runtime.decided_at = now
         outcome.decision = decision
         outcome.policy_version = inputs.policy_version
         outcome.capacity = capacity_json(runtime.capacity, runtime.learned, decision, policy)
-        if decision.act and decision.desired != current:
+        placement = decision.placement
+        moved = (
+            policy.pools
+            and placement is not None
+            and any(pools.get(p, PoolCounts(0, 0)).desired != n for p, n in placement.scale_counts.items())
+        )
+        if decision.act and (decision.desired != current or moved):
             try:
-                backend.scale_to(decision.desired)
+                if policy.pools and placement is not None:
+                    scale_placement(backend, placement.scale_counts)
+                else:
+                    backend.scale_to(decision.desired)
                 outcome.applied = True
                 logger.info(
                     "deployment %s: scaled %d -> %d (%s): %s",
@@ -499,6 +540,26 @@ class ReconcileLoop:
             return False
         self._logged[key] = (message, at)
         return True
+
+    def _export_cost(
+        self, runtime: DeploymentRuntime, policy: ScalingPolicy, decision: Decision, inputs: Inputs, now: float
+    ) -> None:
+        """The cost metrics of one deployment (set by its worker: prometheus-client is thread-safe)."""
+        name = runtime.name
+        counts = decision.placement.scale_counts if decision.placement is not None else {"on-demand": decision.desired}
+        runtime.cost.add(policy, now, counts)
+        for pool, rate in money_per_hour(policy, counts).items():
+            self.metrics.cost_per_hour.labels(name, pool).set(rate)
+            self.metrics.cost_total.labels(name, pool).set(runtime.cost.money.get(pool, 0.0))
+        for baseline, ratio in runtime.cost.savings(policy).items():
+            self.metrics.cost_saving.labels(name, baseline).set(ratio)
+        if policy.budget_money_per_hour is not None:
+            self.metrics.budget.labels(name).set(policy.budget_money_per_hour)
+        for notice in inputs.leaving:
+            if notice not in runtime.notices_seen:
+                runtime.notices_seen.add(notice)
+                self.metrics.spot_interruptions.labels(name, notice[0]).inc(notice[1])
+        runtime.notices_seen = {n for n in runtime.notices_seen if n[2] > now}
 
     def _export(self, name: str, decision: Decision, current: int, ready: int) -> None:
         self.metrics.desired.labels(name).set(decision.desired)

@@ -95,11 +95,42 @@ class ControllerMetrics:
             registry=registry,
         )
 
+        # Cost (docs/cost.md; the alert rules in deploy/prometheus/alerts.yaml use these names)
+        self.cost_per_hour = Gauge(
+            "prewarm_cost_per_hour", "Money per hour the replicas cost now, by capacity pool",
+            ["deployment", "pool"], registry=registry,
+        )  # fmt: skip
+        self.cost_total = Gauge(
+            "prewarm_cost_total",
+            "Money the replicas cost since this controller took the deployment, by capacity pool",
+            ["deployment", "pool"],
+            registry=registry,
+        )
+        self.cost_saving = Gauge(
+            "prewarm_cost_saving_ratio",
+            "1 - cost / baseline since this controller took the deployment; baseline static_peak (the peak held "
+            "all along, on demand) or on_demand (the same replicas, all on demand)",
+            ["deployment", "baseline"],
+            registry=registry,
+        )
+        self.spot_interruptions = Counter(
+            "prewarm_spot_interruptions", "Interruption notices seen, by capacity pool", ["deployment", "pool"],
+            registry=registry,
+        )  # fmt: skip
+        self.budget = Gauge(
+            "prewarm_budget_money_per_hour", "The policy's cost budget (money per hour), when set", ["deployment"],
+            registry=registry,
+        )  # fmt: skip
+
     def forget(self, deployment: str) -> None:
         """Drop a deployment's gauges (deleted, or now owned by another controller that exports them)."""
-        for gauge in (self.desired, self.current, self.ready, self.forecast):
+        for gauge in (self.desired, self.current, self.ready, self.forecast, self.budget):
             with contextlib.suppress(KeyError):
                 gauge.remove(deployment)
+        for labelled in (self.cost_per_hour, self.cost_total, self.cost_saving, self.spot_interruptions):
+            for labels in [k for k in list(labelled._metrics) if k[0] == deployment]:  # noqa: SLF001
+                with contextlib.suppress(KeyError):
+                    labelled.remove(*labels)
 
     def set_buckets(self, held: set[int], buckets: int) -> None:
         self.buckets_held.set(len(held))

@@ -91,6 +91,7 @@ class Recorder:
                     "applied": o.applied,
                     "source": o.decision.source,
                     "reasons": o.decision.reason_texts,
+                    "placement": o.decision.placement.as_json() if o.decision.placement is not None else None,
                     "policy_version": o.policy_version,
                     "controller": self.identity,
                     "term": o.term,

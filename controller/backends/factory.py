@@ -31,8 +31,19 @@ def build_backend(
     if backend in ("kubernetes", "keda"):
         from controller.backends.kubernetes import KubernetesBackend, KubernetesTarget
 
+        config = dict(backend_config)
+        pools = config.pop("pools", None)
         try:
-            target = KubernetesTarget.from_config(backend_config, default_name=name)
+            target = KubernetesTarget.from_config(config, default_name=name)
+            if pools is not None and backend == "kubernetes":
+                from controller.backends.kubernetes_pools import KubernetesPoolsBackend
+
+                if not isinstance(pools, dict) or not all(isinstance(v, str) for v in pools.values()):
+                    raise ValueError(
+                        "backend_config 'pools' maps each pool name to its kind, e.g. "
+                        '{"spot": "spot", "on-demand": "on-demand"}'
+                    )
+                return KubernetesPoolsBackend(target, pools, events=_events(engine, name))
         except (TypeError, ValueError) as error:
             raise BackendError(f"deployment {name!r}: {error}") from error
         kubernetes = KubernetesBackend(target, events=_events(engine, name))
