@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,7 +64,9 @@ def reserved_size(workload: Workload, policy: ScalingPolicy) -> cost_plan.CostPl
     step = 3600 if window.size >= 48 * 3600 else 60
     peaks = cost_plan.hourly_peaks(window, 1.0) if step == 3600 else _peaks(window, step)
     needed = cost_plan.replicas_needed(peaks, policy.planned_rps_per_replica, policy.min_replicas)
-    return cost_plan.plan(needed, RESERVED_PRICE * policy.price_per_replica_hour, policy.price_per_replica_hour)
+    return cost_plan.plan(
+        needed, RESERVED_PRICE * policy.price_per_replica_hour, policy.price_per_replica_hour
+    )
 
 
 def _peaks(series: np.ndarray, step: int) -> np.ndarray:
@@ -82,8 +87,129 @@ def pooled_policy(policy: ScalingPolicy, reserved: int) -> ScalingPolicy:
         ),
     ]
     if reserved > 0:
-        pools.insert(0, CapacityPool(name="reserved", kind="reserved", price_per_replica_hour=RESERVED_PRICE * od, max_replicas=reserved))
+        pools.insert(
+            0,
+            CapacityPool(
+                name="reserved",
+                kind="reserved",
+                price_per_replica_hour=RESERVED_PRICE * od,
+                max_replicas=reserved,
+            ),
+        )
     return policy.model_copy(update={"pools": tuple(pools)})
+
+
+@dataclass
+class Row:
+    label: str
+    run: PooledRun
+    survived: tuple[int, int] | None = None
+
+
+def _timed(timings: list[str], label: str, fn: Callable[..., PooledRun], *args: object) -> PooledRun:
+    start = time.perf_counter()
+    out = fn(*args)
+    timings.append(f"{label} {time.perf_counter() - start:.1f} s")
+    return out
+
+
+def run_trace(key: str, cluster: ClusterModel, brief: bool) -> list[str]:
+    """Print one trace's table; return its goal rows."""
+    trace = load_trace(TRACES_DIR / TRACES[key])
+    scale = scale_for_peak_replicas(
+        trace, PEAK_REPLICAS, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION
+    )
+    workload = per_second_arrivals(trace, scale)
+    static_n = static_peak_replicas(
+        workload.peak_interval_rps, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION
+    )
+    base = simulation_policy(ScalingPolicy(forecast_model="profile"), cluster, static_n)
+    plan = reserved_size(workload, base)
+    pooled = pooled_policy(base, plan.recommended_reserved)
+    first = float(workload.arrivals[:60].mean())
+    initial = max(base.min_replicas, math.ceil(first / base.planned_rps_per_replica - 1e-9))
+    timings: list[str] = []
+    n = workload.seconds
+    arrivals = workload.arrivals
+
+    od = _timed(
+        timings, "prewarm on-demand", simulate_pooled,
+        PrewarmAutoscaler(base, name="prewarm on-demand only"), workload, cluster, base, initial,
+    )  # fmt: skip
+    rows = [Row("prewarm on-demand only", od)]
+    pooled_rows: list[tuple[InterruptionModel, Row]] = []
+    for model in INTERRUPTIONS:
+        run = _timed(
+            timings, f"pools {model.name.split()[0]}", simulate_pooled,
+            PrewarmAutoscaler(pooled, name="prewarm with pools"), workload, cluster, pooled, initial, model,
+        )  # fmt: skip
+        row = Row(f"prewarm with pools, {model.name}", run, interruptions_survived(run, arrivals, cluster))
+        rows.append(row)
+        pooled_rows.append((model, row))
+    static = simulate_schedule(
+        "static reserved for the peak",
+        workload,
+        cluster,
+        np.full(n, float(static_n)),
+        np.full(n, float(static_n)),
+        0,
+    )
+    static_cost = static_n * n / 3600.0 * RESERVED_PRICE * base.price_per_replica_hour
+    rows.append(
+        Row(
+            f"static reserved for the peak ({static_n})",
+            PooledRun(static, {"reserved": static_n * float(n)}, {"reserved": static_cost}),
+        )
+    )
+    hpa = _timed(
+        timings,
+        "hpa",
+        simulate_pooled,
+        HpaAutoscaler(BASELINE_TARGET_UTILISATION),
+        workload,
+        cluster,
+        base,
+        initial,
+    )
+    rows.append(Row("hpa on-demand", hpa))
+
+    unit = "hours" if plan_window_s(workload) >= 48 * 3600 else "minutes"
+    print(
+        f"\n**{trace.name}** (x{scale:.3f}, {n / 86400:.2f} days, peak needs {PEAK_REPLICAS} replicas; reserved "
+        f"{plan.recommended_reserved} by the cost plan's break-even rule on the first {plan.hours} {unit})\n"
+    )
+    print(
+        "| policy | cost | reserved | spot | on-demand | x on-demand only | SLO-violating s | share | "
+        "interruptions survived |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+
+    def violating(run: PooledRun) -> int:
+        return int(violating_seconds(run.run, arrivals, cluster).sum())
+
+    for row in rows:
+        bad = violating(row.run)
+        cells = " | ".join(
+            f"{row.run.cost_by_pool.get(k, 0.0):.2f}" for k in ("reserved", "spot", "on-demand")
+        )
+        survived = f"{row.survived[1]}/{row.survived[0]}" if row.survived else "-"
+        print(
+            f"| {row.label} | {row.run.cost:.2f} | {cells} | {row.run.cost / od.cost:.3f} | {bad} | "
+            f"{100 * bad / n:.3f} % | {survived} |"
+        )
+    if not brief:
+        print(f"\nwall time: {', '.join(timings)}")
+    od_share = violating(od) / n
+    goals = []
+    for model, row in pooled_rows:
+        share = violating(row.run) / n
+        ratio = row.run.cost / od.cost
+        met = ratio <= GOAL_COST_RATIO and share <= od_share + GOAL_VIOLATION_SLACK
+        goals.append(
+            f"| {trace.name} | {model.name.split()[0]} | {'met' if met else '**MISSED**'} | {ratio:.3f}x "
+            f"(<= {GOAL_COST_RATIO}) | {100 * share:.3f} % vs {100 * od_share:.3f} % + 0.020 |"
+        )
+    return goals
 
 
 def main() -> None:
@@ -95,63 +221,11 @@ def main() -> None:
     cluster = ClusterModel()
     goal_rows: list[str] = []
     for key in args.traces.split(","):
-        trace = load_trace(TRACES_DIR / TRACES[key])
-        scale = scale_for_peak_replicas(trace, PEAK_REPLICAS, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION)
-        workload = per_second_arrivals(trace, scale)
-        static_n = static_peak_replicas(workload.peak_interval_rps, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION)
-        base = simulation_policy(ScalingPolicy(forecast_model="profile"), cluster, static_n)
-        plan = reserved_size(workload, base)
-        pooled = pooled_policy(base, plan.recommended_reserved)
-        initial = max(base.min_replicas, int(np.ceil(workload.arrivals[:60].mean() / (cluster.replica_capacity_rps * BASELINE_TARGET_UTILISATION) - 1e-9)))
-        rows: list[tuple[str, PooledRun | None, float, dict[str, float], tuple[int, int] | None]] = []
-        timings: list[str] = []
-
-        def timed(label: str, make: object) -> PooledRun:
-            start = time.perf_counter()
-            out: PooledRun = make()  # type: ignore[operator]
-            timings.append(f"{label} {time.perf_counter() - start:.1f} s")
-            return out
-
-        od_run = timed("prewarm on-demand", lambda: simulate_pooled(PrewarmAutoscaler(base, name="prewarm on-demand only"), workload, cluster, base, initial))
-        rows.append(("prewarm on-demand only", od_run, od_run.cost, od_run.cost_by_pool, None))
-        pooled_runs = []
-        for model in INTERRUPTIONS:
-            run = timed(f"pools {model.name.split()[0]}", lambda m=model: simulate_pooled(PrewarmAutoscaler(pooled, name="prewarm with pools"), workload, cluster, pooled, initial, m))  # type: ignore[misc]
-            pooled_runs.append((model, run))
-            rows.append((f"prewarm with pools, {model.name}", run, run.cost, run.cost_by_pool, interruptions_survived(run, workload.arrivals, cluster)))
-        n = workload.seconds
-        static = simulate_schedule("static reserved for the peak", workload, cluster, np.full(n, float(static_n)), np.full(n, float(static_n)), 0)
-        static_cost = static_n * n / 3600.0 * RESERVED_PRICE * base.price_per_replica_hour
-        static_pooled = PooledRun(static, {"reserved": static_n * float(n)}, {"reserved": static_cost})
-        rows.append((f"static reserved for the peak ({static_n})", static_pooled, static_cost, static_pooled.cost_by_pool, None))
-        hpa = timed("hpa", lambda: simulate_pooled(HpaAutoscaler(BASELINE_TARGET_UTILISATION), workload, cluster, base, initial))
-        rows.append(("hpa on-demand", hpa, hpa.cost, hpa.cost_by_pool, None))
-
-        days = n / 86400
-        print(f"\n**{trace.name}** (x{scale:.3f}, {days:.2f} days, peak needs {PEAK_REPLICAS} replicas; reserved "
-              f"{plan.recommended_reserved} by the cost plan's break-even rule on the first {plan.hours} "
-              f"{'hours' if plan_window_s(workload) >= 48 * 3600 else 'minutes'})\n")
-        print("| policy | cost | reserved | spot | on-demand | x on-demand only | SLO-violating s | share | interruptions survived |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-        od_cost = od_run.cost
-        for label, pr, cost, by_pool, survived in rows:
-            assert pr is not None
-            bad = int(violating_seconds(pr.run, workload.arrivals, cluster).sum())
-            cells = [f"{by_pool.get(k, 0.0):.2f}" for k in ("reserved", "spot", "on-demand")]
-            surv = f"{survived[1]}/{survived[0]}" if survived else "-"
-            print(f"| {label} | {cost:.2f} | {' | '.join(cells)} | {cost / od_cost:.3f} | {bad} | {100 * bad / n:.3f} % | {surv} |")
-        od_share = int(violating_seconds(od_run.run, workload.arrivals, cluster).sum()) / n
-        for model, run in pooled_runs:
-            share = int(violating_seconds(run.run, workload.arrivals, cluster).sum()) / n
-            ratio = run.cost / od_cost
-            met = ratio <= GOAL_COST_RATIO and share <= od_share + GOAL_VIOLATION_SLACK
-            goal_rows.append(
-                f"| {trace.name} | {model.name.split()[0]} | {'met' if met else '**MISSED**'} | {ratio:.3f}x "
-                f"(<= {GOAL_COST_RATIO}) | {100 * share:.3f} % vs {100 * od_share:.3f} % + 0.020 |"
-            )
-        if not args.brief:
-            print(f"\nwall time: {', '.join(timings)}")
-    print("\n| trace | interruptions | goal | pools / on-demand only cost | violating share: pools vs on-demand only + 0.02 pp |")
+        goal_rows.extend(run_trace(key, cluster, args.brief))
+    print(
+        "\n| trace | interruptions | goal | pools / on-demand only cost | "
+        "violating share: pools vs on-demand only + 0.02 pp |"
+    )
     print("|---|---|---|---:|---|")
     print("\n".join(goal_rows))
 

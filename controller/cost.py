@@ -12,7 +12,11 @@ from controller.pools import effective_pools
 
 def on_demand_price(policy: ScalingPolicy) -> float:
     """The price the baselines pay: the cheapest on-demand pool, or the policy's price without pools."""
-    prices = [p.price_per_replica_hour for p in effective_pools(policy.pools, policy.price_per_replica_hour) if p.kind == "on-demand"]
+    prices = [
+        p.price_per_replica_hour
+        for p in effective_pools(policy.pools, policy.price_per_replica_hour)
+        if p.kind == "on-demand"
+    ]
     return min(prices) if prices else policy.price_per_replica_hour
 
 
@@ -116,7 +120,10 @@ class CostMeter:
         """1 - ours / baseline for the baselines with money spent so far."""
         ours = sum(self.money.values())
         out: dict[str, float] = {}
-        for name, baseline in (("static_peak", self.static_peak_money(policy)), ("on_demand", self.on_demand_money)):
+        for name, baseline in (
+            ("static_peak", self.static_peak_money(policy)),
+            ("on_demand", self.on_demand_money),
+        ):
             if baseline > 0:
                 out[name] = 1.0 - ours / baseline
         return out

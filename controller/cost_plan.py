@@ -71,13 +71,17 @@ class CostPlan:
         return "\n".join(rows)
 
 
-def replicas_needed(rps: npt.ArrayLike, planned_rps_per_replica: float, min_replicas: int = 0) -> npt.NDArray[np.int64]:
+def replicas_needed(
+    rps: npt.ArrayLike, planned_rps_per_replica: float, min_replicas: int = 0
+) -> npt.NDArray[np.int64]:
     """Replicas each interval needs to carry its rate at the planned utilisation (NaN intervals are dropped)."""
     if planned_rps_per_replica <= 0:
         raise ValueError("planned_rps_per_replica must be positive")
     rates = np.asarray(rps, dtype=np.float64)
     rates = rates[np.isfinite(rates)]
-    return np.maximum(np.ceil(np.maximum(rates, 0.0) / planned_rps_per_replica - 1e-9), min_replicas).astype(np.int64)
+    return np.maximum(np.ceil(np.maximum(rates, 0.0) / planned_rps_per_replica - 1e-9), min_replicas).astype(
+        np.int64
+    )
 
 
 def break_even_level(needed: npt.ArrayLike, price_reserved: float, price_on_demand: float) -> int:
@@ -94,7 +98,9 @@ def break_even_level(needed: npt.ArrayLike, price_reserved: float, price_on_dema
     return int(above.max()) if above.size else 0
 
 
-def monthly_cost(needed: npt.ArrayLike, reserved: int, price_reserved: float, price_on_demand: float) -> float:
+def monthly_cost(
+    needed: npt.ArrayLike, reserved: int, price_reserved: float, price_on_demand: float
+) -> float:
     """Expected cost of a month like the hours given: ``reserved`` always paid, the rest on demand."""
     need = np.asarray(needed, dtype=np.float64)
     if need.size == 0:
@@ -156,5 +162,3 @@ def on_demand_and_reserved_prices(
     on_demand = [p.price_per_replica_hour for p in pools if p.kind == "on-demand"]
     od = min(on_demand) if on_demand else price_per_replica_hour
     return (min(reserved) if reserved else 0.6 * od), od
-
-

@@ -43,6 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controller.backends.base import (
     BackendError,
+    DrainNotice,
     PoolCounts,
     PooledBackend,
     ReplicaBackend,
@@ -68,7 +69,9 @@ from prewarm.db.models import DeploymentStatus, ScalingDecision
 logger = logging.getLogger(__name__)
 
 DEPLOYMENTS_REFRESH_S = 1.0  # how often the deployment list is read again (new, deleted, changed backends)
-INPUTS_REFRESH_S = 1.0  # how often policies, overrides, forecasts and startups of owned deployments are refreshed
+INPUTS_REFRESH_S = (
+    1.0  # how often policies, overrides, forecasts and startups of owned deployments are refreshed
+)
 RECORD_EVERY_S = 0.1  # the background recorder writes finished outcomes this often
 STUCK_AFTER_S = 1.0  # a reconcile running this long holds a thread that the pool replaces for the others
 LOCAL_IDENTITY = "local"  # the identity recorded when no lease manager is used (tests, single process)
@@ -124,6 +127,12 @@ class FencedBackend:
         self._fence()
         return self.backend.pool_counts() if isinstance(self.backend, PooledBackend) else {}
 
+    def drain_notices(self) -> list[DrainNotice]:
+        """Spot replicas on nodes being drained, where the backend can see nodes (Kubernetes with pools)."""
+        self._fence()
+        drains = getattr(self.backend, "drain_notices", None)
+        return list(drains()) if callable(drains) else []
+
     def replicas(self) -> list[ReplicaInfo]:
         self._fence()
         return self.backend.replicas()
@@ -158,6 +167,9 @@ class DeploymentRuntime:
     learned: LearnedCapacity | None = None
     cost: CostMeter = field(default_factory=CostMeter)  # the cost since this controller took the deployment
     notices_seen: set[tuple[str, int, float]] = field(default_factory=set)  # interruption notices counted
+    drained: dict[tuple[str, str], float] = field(
+        default_factory=dict
+    )  # (pool, pod) on a draining node -> leaves
 
     @property
     def name(self) -> str:
@@ -275,7 +287,9 @@ class ReconcileLoop:
         self._database_up()
         for runtime in due:
             inputs = found.get(runtime.row.id)
-            interval = inputs.policy.decision_interval_s if isinstance(inputs, Inputs) else INVALID_POLICY_RETRY_S
+            interval = (
+                inputs.policy.decision_interval_s if isinstance(inputs, Inputs) else INVALID_POLICY_RETRY_S
+            )
             due_at = runtime.next_decision_at
             # Keep the phase (no drift), but never schedule catch-up bursts after a stall.
             self._schedule(runtime, due_at + interval if due_at + interval > now else now + interval)
@@ -323,7 +337,9 @@ class ReconcileLoop:
         for name, runtime in list(self.runtimes.items()):
             row = mine.get(name)
             if row is None:
-                self._release(name, "deleted" if name not in existing else "its bucket is held by another controller")
+                self._release(
+                    name, "deleted" if name not in existing else "its bucket is held by another controller"
+                )
             elif row.id != runtime.row.id or row.backend_key != runtime.row.backend_key:
                 self._release(name, "backend settings changed")
             else:
@@ -361,7 +377,11 @@ class ReconcileLoop:
         if prepare is None:
             return
         duration = max(
-            (max(i.policy.stable_window_s, i.policy.panic_window_s) for i in inputs.values() if isinstance(i, Inputs)),
+            (
+                max(i.policy.stable_window_s, i.policy.panic_window_s)
+                for i in inputs.values()
+                if isinstance(i, Inputs)
+            ),
             default=60.0,
         )
         prepare([(rt.row.id, rt.name) for rt in due], now, duration)
@@ -407,7 +427,12 @@ class ReconcileLoop:
             runtime.busy = False
 
     def _decide_and_act(
-        self, runtime: DeploymentRuntime, backend: ReplicaBackend, inputs: Inputs, now: float, outcome: Outcome
+        self,
+        runtime: DeploymentRuntime,
+        backend: ReplicaBackend,
+        inputs: Inputs,
+        now: float,
+        outcome: Outcome,
     ) -> None:
         policy = inputs.policy
         current = backend.desired_count()
@@ -422,6 +447,8 @@ class ReconcileLoop:
         observations = dataclasses.replace(observations, learned_capacity=runtime.learned)
         pools = backend.pool_counts() if policy.pools and isinstance(backend, PooledBackend) else {}
         leaving = inputs.leaving_at(now) if policy.pools else {}
+        if policy.pools and isinstance(backend, FencedBackend):
+            leaving = self._drained(runtime, backend, policy, inputs, leaving, now, outcome)
         if leaving:  # replicas under a notice are still in the spec but not capacity: decide without them
             serving = max(0, current - sum(leaving.values()))
             observations = dataclasses.replace(observations, current_replicas=serving)
@@ -462,7 +489,9 @@ class ReconcileLoop:
                 outcome.fail("backend", f"scale to {decision.desired} failed: {error}")
         outcome.record = self._should_record(runtime, decision, current, now)
 
-    def _should_record(self, runtime: DeploymentRuntime, decision: Decision, current: int, now: float) -> bool:
+    def _should_record(
+        self, runtime: DeploymentRuntime, decision: Decision, current: int, now: float
+    ) -> bool:
         changed = (
             decision.desired != current
             or decision.desired != runtime.last_recorded_desired
@@ -541,12 +570,46 @@ class ReconcileLoop:
         self._logged[key] = (message, at)
         return True
 
+    def _drained(
+        self,
+        runtime: DeploymentRuntime,
+        backend: FencedBackend,
+        policy: ScalingPolicy,
+        inputs: Inputs,
+        leaving: dict[str, int],
+        now: float,
+        outcome: Outcome,
+    ) -> dict[str, int]:
+        """Add spot replicas on draining nodes to those leaving; new ones are recorded as interruptions."""
+        notices = backend.drain_notices()
+        runtime.drained = {k: v for k, v in runtime.drained.items() if v > now}
+        for notice in notices:
+            key = (notice.pool, notice.replica)
+            if key not in runtime.drained:
+                runtime.drained[key] = now + policy.interruption_notice_s
+                outcome.interruptions.append((notice.pool, notice.replica, policy.interruption_notice_s))
+        stored = {(pool, leaves) for pool, _, leaves in inputs.leaving}
+        merged = dict(leaving)
+        for (pool, _replica), leaves in runtime.drained.items():
+            if (pool, leaves) not in stored:  # not yet read back from the store
+                merged[pool] = merged.get(pool, 0) + 1
+        return merged
+
     def _export_cost(
-        self, runtime: DeploymentRuntime, policy: ScalingPolicy, decision: Decision, inputs: Inputs, now: float
+        self,
+        runtime: DeploymentRuntime,
+        policy: ScalingPolicy,
+        decision: Decision,
+        inputs: Inputs,
+        now: float,
     ) -> None:
         """The cost metrics of one deployment (set by its worker: prometheus-client is thread-safe)."""
         name = runtime.name
-        counts = decision.placement.scale_counts if decision.placement is not None else {"on-demand": decision.desired}
+        counts = (
+            decision.placement.scale_counts
+            if decision.placement is not None
+            else {"on-demand": decision.desired}
+        )
         runtime.cost.add(policy, now, counts)
         for pool, rate in money_per_hour(policy, counts).items():
             self.metrics.cost_per_hour.labels(name, pool).set(rate)
@@ -677,7 +740,9 @@ class ReconcileLoop:
         and a recorder thread writes finished outcomes as they come."""
         self._recording_in_background = True
         recorder_stop = threading.Event()
-        recorder = threading.Thread(target=self._record_until, args=(recorder_stop,), name="recorder", daemon=True)
+        recorder = threading.Thread(
+            target=self._record_until, args=(recorder_stop,), name="recorder", daemon=True
+        )
         recorder.start()
         try:
             while not stop.is_set():

@@ -128,7 +128,7 @@ class ControllerMetrics:
             with contextlib.suppress(KeyError):
                 gauge.remove(deployment)
         for labelled in (self.cost_per_hour, self.cost_total, self.cost_saving, self.spot_interruptions):
-            for labels in [k for k in list(labelled._metrics) if k[0] == deployment]:  # noqa: SLF001
+            for labels in [k for k in list(labelled._metrics) if k[0] == deployment]:
                 with contextlib.suppress(KeyError):
                     labelled.remove(*labels)
 

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controller.decide import Decision
 from controller.leases import fence_check
-from prewarm.db.models import Deployment, DeploymentStatus, ScalingDecision
+from prewarm.db.models import Deployment, DeploymentStatus, ScalingDecision, SpotInterruption
 
 MAX_MESSAGE = 2000
 STATUS_REFRESH_S = 15.0  # an unchanged status row is rewritten this often (the fleet view flags older than 60 s)
@@ -40,6 +40,7 @@ class Outcome:
     errors_total: int = 0
     last_error: tuple[str | None, str | None, float | None] | None = None
     capacity: dict[str, Any] | None = None  # learned capacity (estimate and evidence), stored with the status
+    interruptions: list[tuple[str, str, float]] = field(default_factory=list)  # (pool, pod, notice s) from drains
 
     def fail(self, stage: str, message: str) -> None:
         self.errors.append((stage, message[:MAX_MESSAGE]))
@@ -73,8 +74,28 @@ class Recorder:
             )
             live = [o for o in live if o.deployment_id in existing]  # deleted meanwhile
             self._decisions(connection, [o for o in live if o.record and o.decision is not None])
+            self._interruptions(connection, [o for o in live if o.interruptions])
             self._statuses(connection, live)
         return {o.bucket for o in live}
+
+    def _interruptions(self, connection: Connection, outcomes: list[Outcome]) -> None:
+        """Spot replicas on draining nodes the workers found, as interruption notices."""
+        rows = [
+            {
+                "deployment_id": o.deployment_id,
+                "ts": datetime.fromtimestamp(o.at, UTC),
+                "pool": pool,
+                "replica": pod[:253],
+                "count": 1,
+                "notice_s": notice_s,
+                "leaves_at": datetime.fromtimestamp(o.at + notice_s, UTC),
+                "source": "kubernetes-drain",
+            }
+            for o in outcomes
+            for pool, pod, notice_s in o.interruptions
+        ]
+        if rows:
+            connection.execute(insert(SpotInterruption), rows)
 
     def _decisions(self, connection: Connection, outcomes: list[Outcome]) -> None:
         if not outcomes:

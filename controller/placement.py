@@ -88,7 +88,8 @@ def place(
             Reason(
                 "placement",
                 f"{placed} on spot (bound {allowed}: reserved and on-demand keep {keep}, the {why}, if every spot "
-                f"replica goes at once)" + (f"; {', '.join(short)} being taken back: not grown" if short else ""),
+                f"replica goes at once)"
+                + (f"; {', '.join(short)} being taken back: not grown" if short else ""),
             )
         )
 
@@ -125,7 +126,9 @@ def _hold_moves(
     if short <= 0:
         return
     held: list[str] = []
-    for pool in sorted(pools, key=lambda p: -p.price_per_replica_hour):  # keep the dear ones only while needed
+    for pool in sorted(
+        pools, key=lambda p: -p.price_per_replica_hour
+    ):  # keep the dear ones only while needed
         extra = serving[pool.name] - counts[pool.name]
         n = min(short, max(0, extra))
         if n:
@@ -135,7 +138,9 @@ def _hold_moves(
         if not short:
             break
     if held:
-        reasons.append(Reason("placement", f"keep {', '.join(held)} until the replicas replacing them are ready"))
+        reasons.append(
+            Reason("placement", f"keep {', '.join(held)} until the replicas replacing them are ready")
+        )
 
 
 def with_placement(

@@ -42,7 +42,9 @@ class CapacityPool(BaseModel):
         max_length=40,
         description="DNS-label-safe name (lower-case letters, digits, '-'), e.g. 'spot'; suffix of its Deployment.",
     )
-    kind: PoolKind = Field(description="'reserved' (committed, paid always), 'on-demand' or 'spot' (can be taken back).")
+    kind: PoolKind = Field(
+        description="'reserved' (committed, paid always), 'on-demand' or 'spot' (can be taken back)."
+    )
     price_per_replica_hour: float = Field(ge=0, description="Money per replica-hour in this pool.")
     max_replicas: int | None = Field(
         default=None,
@@ -50,7 +52,9 @@ class CapacityPool(BaseModel):
         description="Most replicas this pool holds (for 'reserved': the committed size, required). None: no limit.",
     )
     startup_s: float | None = Field(
-        default=None, gt=0, description="Replica startup in this pool when it differs (the simulator uses it)."
+        default=None,
+        gt=0,
+        description="Replica startup in this pool when it differs (the simulator uses it).",
     )
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Kubernetes nodeSelector of the pool's Deployment."
@@ -90,7 +94,9 @@ def check_pools(pools: tuple[CapacityPool, ...], max_replicas: int) -> None:
     if not pools:
         return
     if not any(p.kind != "spot" for p in pools):
-        raise ValueError("pools need at least one reserved or on-demand pool: spot capacity alone can all be taken back")
+        raise ValueError(
+            "pools need at least one reserved or on-demand pool: spot capacity alone can all be taken back"
+        )
     room = sum(p.max_replicas for p in pools if p.max_replicas is not None and p.kind != "spot")
     unlimited = any(p.max_replicas is None and p.kind == "on-demand" for p in pools)
     if not unlimited and room < max_replicas:
@@ -100,7 +106,9 @@ def check_pools(pools: tuple[CapacityPool, ...], max_replicas: int) -> None:
         )
 
 
-def effective_pools(pools: tuple[CapacityPool, ...], price_per_replica_hour: float) -> tuple[CapacityPool, ...]:
+def effective_pools(
+    pools: tuple[CapacityPool, ...], price_per_replica_hour: float
+) -> tuple[CapacityPool, ...]:
     """The pools a policy places into: its own, or the single implicit on-demand pool."""
     if pools:
         return pools

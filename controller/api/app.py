@@ -13,7 +13,16 @@ from controller.api.context import ApiContext
 from controller.api.errors import install_error_handlers
 from controller.api.limits import BodySizeLimit
 from controller.api.openapi import install_problem_openapi
-from controller.api.routers import decisions, deployments, fleet, forecasts, overrides, policies, samples
+from controller.api.routers import (
+    cost,
+    decisions,
+    deployments,
+    fleet,
+    forecasts,
+    overrides,
+    policies,
+    samples,
+)
 from controller.api.runtime import ControllerRuntime
 from prewarm.db.engine import session_factory
 from prewarm.settings import Settings
@@ -64,7 +73,7 @@ def create_app(engine: Engine, *, settings: Settings, runtime: ControllerRuntime
     def health() -> Health:
         return Health(status="ok", runtime=runtime is not None)
 
-    for module in (deployments, fleet, policies, forecasts, overrides, decisions, samples):
+    for module in (deployments, fleet, policies, forecasts, overrides, decisions, samples, cost):
         api.include_router(module.router)
     app.include_router(api)
     return app

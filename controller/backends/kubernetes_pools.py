@@ -14,7 +14,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from controller.backends.base import DrainNotice, PoolCounts, ReplicaInfo
-from controller.backends.kubernetes import KubernetesApiError, KubernetesBackend, KubernetesTarget, build_api_client
+from controller.backends.kubernetes import (
+    KubernetesApiError,
+    KubernetesBackend,
+    KubernetesTarget,
+    build_api_client,
+)
 from controller.backends.local_events import EventSink
 
 if TYPE_CHECKING:
@@ -120,7 +125,11 @@ class KubernetesPoolsBackend:
         timeout = (self.target.request_timeout_s, self.target.request_timeout_s)
         try:
             nodes = core.list_node(_request_timeout=timeout)
-            draining = {n.metadata.name: why for n in nodes.items if (why := node_draining(n)) is not None}
+            draining = {
+                str(n.metadata.name): why
+                for n in nodes.items
+                if n.metadata is not None and (why := node_draining(n)) is not None
+            }
             if not draining:
                 return []
             notices: list[DrainNotice] = []
@@ -128,19 +137,25 @@ class KubernetesPoolsBackend:
                 for info_pod in self._pods(core, pool, timeout):
                     node = info_pod.spec.node_name if info_pod.spec else None
                     if node in draining and info_pod.metadata.deletion_timestamp is None:
-                        notices.append(DrainNotice(pool, info_pod.metadata.name, f"node {node} {draining[node]}"))
+                        notices.append(
+                            DrainNotice(pool, info_pod.metadata.name, f"node {node} {draining[node]}")
+                        )
             return notices
-        except Exception as error:  # noqa: BLE001 - any API failure only costs the drain detection
+        except Exception as error:
             logger.warning("%s: cannot look for drained nodes: %s", self.target.ref, error)
             return []
 
     def _pods(self, core: Any, pool: str, timeout: tuple[float, float]) -> list[Any]:
         backend = self.pools[pool]
-        deployment = backend._apps.read_namespaced_deployment(  # noqa: SLF001 - same package
+        deployment = backend._apps.read_namespaced_deployment(
             backend.target.deployment, backend.target.namespace, _request_timeout=timeout
         )
-        selector = backend._selector(deployment)  # noqa: SLF001
-        return list(core.list_namespaced_pod(backend.target.namespace, label_selector=selector, _request_timeout=timeout).items)
+        selector = backend._selector(deployment)
+        return list(
+            core.list_namespaced_pod(
+                backend.target.namespace, label_selector=selector, _request_timeout=timeout
+            ).items
+        )
 
     def close(self) -> None:
         self._api_client.close()

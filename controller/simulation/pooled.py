@@ -126,8 +126,7 @@ def simulate_pooled(
                 ready_series[:t], ready_now, starting, cluster,
             )  # fmt: skip
             want = min(max(int(autoscaler.desired(view)), policy.min_replicas), policy.max_replicas)
-            decision = getattr(autoscaler, "last_decision", None)
-            need = decision.reactive if decision is not None and decision.reactive is not None else want
+            need = _reactive_need(autoscaler, want)
             placement = place(
                 policy,
                 want,
@@ -163,10 +162,14 @@ def simulate_pooled(
             pool.billed_s += (
                 float(pool.spec.max_replicas or 0) * (end - t)
                 if pool.spec.kind == "reserved"
-                else float((pool.ready + len(pool.pending)) * (end - t) - sum(end - g for g in pool.leaving if g < end))
+                else float(
+                    (pool.ready + len(pool.pending)) * (end - t)
+                    - sum(end - g for g in pool.leaving if g < end)
+                )
             )
         billed[t:end] = sum(
-            (p.spec.max_replicas or 0) if p.spec.kind == "reserved" else p.ready + len(p.pending) for p in pools
+            (p.spec.max_replicas or 0) if p.spec.kind == "reserved" else p.ready + len(p.pending)
+            for p in pools
         )
         if not changes:
             ready_series[t:end] = level
@@ -192,6 +195,15 @@ def simulate_pooled(
     billed_by_pool = {p.spec.name: p.billed_s for p in pools}
     cost_by_pool = {p.spec.name: p.billed_s / 3600.0 * p.spec.price_per_replica_hour for p in pools}
     return PooledRun(run, billed_by_pool, cost_by_pool, notices)
+
+
+def _reactive_need(autoscaler: Autoscaler, want: int) -> int:
+    """What the reactive path needs now: prewarm's decision says; another autoscaler's whole count is its need."""
+    decision = getattr(autoscaler, "last_decision", None)
+    if decision is not None and decision.reactive is not None:
+        return int(decision.reactive)
+    need = getattr(autoscaler, "reactive_need", None)
+    return want if need is None else int(need)
 
 
 def interruptions_survived(pooled: PooledRun, arrivals: FloatArray, cluster: ClusterModel) -> tuple[int, int]:
