@@ -102,7 +102,7 @@ def test_cost_by_pool_from_the_decisions(client: TestClient, engine: Engine) -> 
                     "placement": placement,
                 }
                 for ts, d, placement, applied in rows
-            ],  # fmt: skip
+            ],
         )
     since = (start + timedelta(minutes=30)).isoformat()
     until = (start + timedelta(hours=2)).isoformat()
