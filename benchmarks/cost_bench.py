@@ -10,8 +10,8 @@ the open top band as 100 % a month (five times its lower edge) with the shortest
 preemption, Azure eviction; AWS gives 2 minutes); "stress" interrupts each spot replica once a day on average.
 
 The reserved size is chosen by a rule, never on the reported figures: the cost plan's break-even level
-(controller/cost_plan.py) on the trace's first week for NASA (28 days), on the first quarter for the hour-long
-Azure traces. Each trace is scaled so that its peak needs 20 replicas (as benchmarks/simulate_bench.py).
+(controller/cost_plan.py) on the replicas prewarm on-demand only ran per minute in the trace's first week for NASA
+(28 days), in the first quarter of the hour-long Azure traces. Each trace is scaled so that its peak needs 20 replicas (as benchmarks/simulate_bench.py).
 """
 
 from __future__ import annotations
@@ -58,20 +58,14 @@ def plan_window_s(workload: Workload) -> int:
     return min(7 * 86400, workload.seconds // 4) if workload.seconds < 28 * 86400 else 7 * 86400
 
 
-def reserved_size(workload: Workload, policy: ScalingPolicy) -> cost_plan.CostPlan:
-    """The cost plan's break-even level on the planning window's hourly (or, if shorter, per-minute) peaks."""
-    window = workload.arrivals[: plan_window_s(workload)]
-    step = 3600 if window.size >= 48 * 3600 else 60
-    peaks = cost_plan.hourly_peaks(window, 1.0) if step == 3600 else _peaks(window, step)
-    needed = cost_plan.replicas_needed(peaks, policy.planned_rps_per_replica, policy.min_replicas)
+def reserved_size(workload: Workload, on_demand_run: PooledRun, policy: ScalingPolicy) -> cost_plan.CostPlan:
+    """The cost plan's break-even level on the replicas prewarm on-demand only ran per minute in the planning
+    window (the same rule as ``prewarm cost plan --from replicas`` on a deployment's decision log)."""
+    billed = on_demand_run.run.billed[: plan_window_s(workload)]
+    needed = cost_plan.replicas_in_use(billed, 60)
     return cost_plan.plan(
         needed, RESERVED_PRICE * policy.price_per_replica_hour, policy.price_per_replica_hour
     )
-
-
-def _peaks(series: np.ndarray, step: int) -> np.ndarray:
-    k = series.size // step
-    return series[: k * step].reshape(k, step).max(axis=1)
 
 
 def pooled_policy(policy: ScalingPolicy, reserved: int) -> ScalingPolicy:
@@ -124,8 +118,6 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool) -> list[str]:
         workload.peak_interval_rps, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION
     )
     base = simulation_policy(ScalingPolicy(forecast_model="profile"), cluster, static_n)
-    plan = reserved_size(workload, base)
-    pooled = pooled_policy(base, plan.recommended_reserved)
     first = float(workload.arrivals[:60].mean())
     initial = max(base.min_replicas, math.ceil(first / base.planned_rps_per_replica - 1e-9))
     timings: list[str] = []
@@ -137,6 +129,8 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool) -> list[str]:
         PrewarmAutoscaler(base, name="prewarm on-demand only"), workload, cluster, base, initial,
     )  # fmt: skip
     rows = [Row("prewarm on-demand only", od)]
+    plan = reserved_size(workload, od, base)
+    pooled = pooled_policy(base, plan.recommended_reserved)
     pooled_rows: list[tuple[InterruptionModel, Row]] = []
     for model in INTERRUPTIONS:
         run = _timed(
@@ -173,10 +167,11 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool) -> list[str]:
     )
     rows.append(Row("hpa on-demand", hpa))
 
-    unit = "hours" if plan_window_s(workload) >= 48 * 3600 else "minutes"
+    window_h = plan_window_s(workload) / 3600
     print(
         f"\n**{trace.name}** (x{scale:.3f}, {n / 86400:.2f} days, peak needs {PEAK_REPLICAS} replicas; reserved "
-        f"{plan.recommended_reserved} by the cost plan's break-even rule on the first {plan.hours} {unit})\n"
+        f"{plan.recommended_reserved} by the cost plan's break-even rule on the replicas prewarm on-demand only ran "
+        f"in the first {window_h:.3g} hours)\n"
     )
     print(
         "| policy | cost | reserved | spot | on-demand | x on-demand only | SLO-violating s | share | "

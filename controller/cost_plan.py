@@ -92,9 +92,9 @@ def break_even_level(needed: npt.ArrayLike, price_reserved: float, price_on_dema
     ratio = price_reserved / price_on_demand
     if ratio >= 1:
         return 0  # reserved is no cheaper: never worth it
-    levels = np.arange(1, int(need.max()) + 1)
-    shares = (need[None, :] >= levels[:, None]).mean(axis=1)
-    above = levels[shares > ratio + 1e-12]
+    counts = np.bincount(np.maximum(need, 0))
+    at_least = np.cumsum(counts[::-1])[::-1] / need.size  # at_least[k] = share of intervals needing >= k
+    above = np.flatnonzero(at_least[1:] > ratio + 1e-12) + 1
     return int(above.max()) if above.size else 0
 
 
@@ -140,6 +140,14 @@ def plan(needed_per_hour: npt.ArrayLike, price_reserved: float, price_on_demand:
         )
     share = float((need >= k).mean()) if need.size and k > 0 else 1.0
     return CostPlan(k, price_reserved / price_on_demand, int(need.size), peak, share, options)
+
+
+def replicas_in_use(counts: npt.ArrayLike, step: int) -> npt.NDArray[np.int64]:
+    """Replicas a deployment ran per interval of ``step`` samples (their mean, rounded up): the demand as the
+    autoscaler itself met it, headroom included (incomplete last interval dropped)."""
+    values = np.asarray(counts, dtype=np.float64)
+    k = values.size // step
+    return np.ceil(values[: k * step].reshape(k, step).mean(axis=1) - 1e-9).astype(np.int64)
 
 
 def hourly_peaks(rps: npt.ArrayLike, step_s: float) -> npt.NDArray[np.float64]:
