@@ -64,7 +64,7 @@ def reserved_size(workload: Workload, on_demand_run: PooledRun, policy: ScalingP
     billed = on_demand_run.run.billed[: plan_window_s(workload)]
     needed = cost_plan.replicas_in_use(billed, 60)
     return cost_plan.plan(
-        needed, RESERVED_PRICE * policy.price_per_replica_hour, policy.price_per_replica_hour
+        needed, RESERVED_PRICE * policy.price_per_replica_hour, policy.price_per_replica_hour, 60.0
     )
 
 

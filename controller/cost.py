@@ -127,3 +127,21 @@ class CostMeter:
             if baseline > 0:
                 out[name] = 1.0 - ours / baseline
         return out
+
+
+def totals_per_step(
+    points: Sequence[CostPoint], since: float, until: float, step_s: float = 60.0
+) -> list[int]:
+    """The total replicas in force at the start of each ``step_s`` of ``[since, until)`` (steps before the first
+    point are left out): the replicas a deployment ran, for the cost plan."""
+    ordered = sorted(points, key=lambda p: p.ts)
+    out: list[int] = []
+    i = -1
+    t = since
+    while t < until:
+        while i + 1 < len(ordered) and ordered[i + 1].ts <= t:
+            i += 1
+        if i >= 0:
+            out.append(sum(ordered[i].counts.values()))
+        t += step_s
+    return out

@@ -27,6 +27,13 @@ def register(subparsers: Any) -> None:
     source.add_argument("--trace", type=Path, help="plan from a trace CSV (timestamp,requests)")
     plan.add_argument("--days", type=float, default=28.0, help="days of history to plan on (default 28)")
     plan.add_argument(
+        "--basis",
+        choices=("replicas", "demand"),
+        default="replicas",
+        help="with --deployment: the replicas it ran per minute (decision log; default) or each hour's peak "
+        "request rate at the planned load per replica",
+    )
+    plan.add_argument(
         "--peak-replicas",
         type=int,
         default=20,
@@ -66,7 +73,8 @@ def _plan(args: argparse.Namespace) -> int:
     if od <= 0 or reserved < 0:
         print("prices: on-demand must be positive and reserved not negative", file=sys.stderr)
         return 2
-    result = cost_plan.plan(np.asarray(needed), reserved, od)
+    step_s = 60.0 if args.trace is None and args.basis == "replicas" else 3600.0
+    result = cost_plan.plan(np.asarray(needed), reserved, od, step_s)
     if args.json:
         print(
             json.dumps(
@@ -75,13 +83,13 @@ def _plan(args: argparse.Namespace) -> int:
         )
         return 0
     print(
-        f"{what}: {result.hours} hours, peak {result.peak_replicas} replicas; reserved costs "
+        f"{what}: {result.hours:g} hours, peak {result.peak_replicas} replicas; reserved costs "
         f"{result.break_even_share:.2f} of on-demand, so reserve level k pays off when at least k replicas are "
         f"needed in more than {100 * result.break_even_share:.0f} % of the hours\n"
     )
     print(
         f"recommendation: reserve {result.recommended_reserved} replicas (needed in "
-        f"{100 * result.share_at_recommended:.1f} % of the hours)\n"
+        f"{100 * result.share_at_recommended:.1f} % of the time)\n"
     )
     print(result.table())
     return 0
@@ -89,12 +97,13 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _from_trace(args: argparse.Namespace) -> tuple[Any, float, float, str]:
     from controller import cost_plan
+    from controller.simulation.cluster import DEFAULT_REPLICA_CAPACITY_RPS
     from controller.simulation.workload import scale_for_peak_replicas
     from prewarm.traces import load_trace
 
     trace = load_trace(args.trace)
-    planned = 1677.0 * 0.7  # the simulator's replica capacity at 70 % (controller/simulation/cluster.py)
-    scale = scale_for_peak_replicas(trace, args.peak_replicas, 1677.0, 0.7)
+    planned = DEFAULT_REPLICA_CAPACITY_RPS * 0.7  # the simulator's replica at the baselines' 70 %
+    scale = scale_for_peak_replicas(trace, args.peak_replicas, DEFAULT_REPLICA_CAPACITY_RPS, 0.7)
     rates = trace.rates_rps * scale
     keep = max(1, round(args.days * 86400 / trace.step_s))
     peaks = cost_plan.hourly_peaks(rates[:keep], float(trace.step_s))
@@ -111,6 +120,7 @@ def _from_store(args: argparse.Namespace) -> tuple[Any, float, float, str]:
     from datetime import UTC, datetime, timedelta
 
     from controller import cost_plan, cost_queries, repository
+    from controller.cost import totals_per_step
     from prewarm.db.engine import create_engine_for_url, session_factory
     from prewarm.db.store import MetricsStore
     from prewarm.settings import get_settings
@@ -118,13 +128,17 @@ def _from_store(args: argparse.Namespace) -> tuple[Any, float, float, str]:
     settings = get_settings()
     engine = create_engine_for_url(settings.database_url)
     try:
+        until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        since = until - timedelta(days=args.days)
         with session_factory(engine)() as session:
             deployment = repository.get_deployment(session, args.deployment)
             _, policy = repository.current_policy(session, deployment.id)
-        until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        since = until - timedelta(days=args.days)
-        store = MetricsStore(engine, max_future_skew_s=settings.max_future_skew_s)
-        needed = cost_queries.needed_per_hour(store, args.deployment, policy, since, until)
+            points = cost_queries.cost_points(session, deployment.id, since, until)
+        if args.basis == "replicas":
+            needed: Any = totals_per_step(points, since.timestamp(), until.timestamp())
+        else:
+            store = MetricsStore(engine, max_future_skew_s=settings.max_future_skew_s)
+            needed = cost_queries.needed_per_hour(store, args.deployment, policy, since, until)
     finally:
         engine.dispose()
     reserved, od = cost_plan.on_demand_and_reserved_prices(policy.pools, policy.price_per_replica_hour)

@@ -33,16 +33,16 @@ class PlanOption:
 class CostPlan:
     recommended_reserved: int
     break_even_share: float  # price_reserved / price_on_demand
-    hours: int  # hours of demand the plan is based on
+    hours: float  # hours of demand the plan is based on
     peak_replicas: int
-    share_at_recommended: float  # share of hours needing at least the recommended level
+    share_at_recommended: float  # share of the time needing at least the recommended level
     options: list[PlanOption]
 
     def as_json(self) -> dict[str, object]:
         return {
             "recommended_reserved": self.recommended_reserved,
             "break_even_share": round(self.break_even_share, 4),
-            "hours": self.hours,
+            "hours": round(self.hours, 3),
             "peak_replicas": self.peak_replicas,
             "share_at_recommended": round(self.share_at_recommended, 4),
             "options": [
@@ -109,8 +109,11 @@ def monthly_cost(
     return (reserved * price_reserved + on_demand_hours * price_on_demand) * HOURS_PER_MONTH
 
 
-def plan(needed_per_hour: npt.ArrayLike, price_reserved: float, price_on_demand: float) -> CostPlan:
-    """The break-even recommendation and the options around it, from replicas needed in each hour."""
+def plan(
+    needed_per_hour: npt.ArrayLike, price_reserved: float, price_on_demand: float, step_s: float = 3600.0
+) -> CostPlan:
+    """The break-even recommendation and the options around it, from the replicas needed in each interval of
+    ``step_s`` seconds (hours by default; the rule reads shares of time, so any step works)."""
     if price_reserved < 0 or price_on_demand <= 0:
         raise ValueError("prices must be positive (price_on_demand) and not negative (price_reserved)")
     need = np.asarray(needed_per_hour, dtype=np.int64)
@@ -139,7 +142,7 @@ def plan(needed_per_hour: npt.ArrayLike, price_reserved: float, price_on_demand:
             )
         )
     share = float((need >= k).mean()) if need.size and k > 0 else 1.0
-    return CostPlan(k, price_reserved / price_on_demand, int(need.size), peak, share, options)
+    return CostPlan(k, price_reserved / price_on_demand, need.size * step_s / 3600.0, peak, share, options)
 
 
 def replicas_in_use(counts: npt.ArrayLike, step: int) -> npt.NDArray[np.int64]:

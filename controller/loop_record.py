@@ -17,7 +17,9 @@ from controller.leases import fence_check
 from prewarm.db.models import Deployment, DeploymentStatus, ScalingDecision, SpotInterruption
 
 MAX_MESSAGE = 2000
-STATUS_REFRESH_S = 15.0  # an unchanged status row is rewritten this often (the fleet view flags older than 60 s)
+STATUS_REFRESH_S = (
+    15.0  # an unchanged status row is rewritten this often (the fleet view flags older than 60 s)
+)
 
 
 @dataclass
@@ -40,7 +42,9 @@ class Outcome:
     errors_total: int = 0
     last_error: tuple[str | None, str | None, float | None] | None = None
     capacity: dict[str, Any] | None = None  # learned capacity (estimate and evidence), stored with the status
-    interruptions: list[tuple[str, str, float]] = field(default_factory=list)  # (pool, pod, notice s) from drains
+    interruptions: list[tuple[str, str, float]] = field(
+        default_factory=list
+    )  # (pool, pod, notice s) from drains
 
     def fail(self, stage: str, message: str) -> None:
         self.errors.append((stage, message[:MAX_MESSAGE]))
@@ -154,7 +158,9 @@ class Recorder:
             latest[o.deployment_id] = row
         for deployment_id, row in list(latest.items()):
             # An unchanged status is written again only every STATUS_REFRESH_S (its age says "still decided").
-            values = tuple(v for k, v in sorted(row.items()) if k not in ("updated_at", "decided_at", "capacity"))
+            values = tuple(
+                v for k, v in sorted(row.items()) if k not in ("updated_at", "decided_at", "capacity")
+            )
             at = row["updated_at"].timestamp()
             previous = self._written.get(deployment_id)
             if previous is not None and previous[0] == values and at - previous[1] < STATUS_REFRESH_S:

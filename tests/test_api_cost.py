@@ -143,8 +143,35 @@ def test_cost_plan_from_stored_history(client: TestClient) -> None:
         ts = (hour - timedelta(hours=h)).timestamp() + 60
         samples.append({"metric": "rps", "ts": ts, "value": 300.0 if h <= 16 else 100.0})
     assert client.post(f"{BASE}/samples", json={"samples": samples}, headers=ADMIN).status_code in (200, 201)
-    body = client.get(f"{BASE}/cost/plan", params={"days": 1}).json()
+    body = client.get(f"{BASE}/cost/plan", params={"days": 1, "basis": "demand"}).json()
     assert body["hours"] == 24 and body["peak_replicas"] == 3
     assert body["recommended_reserved"] == 3  # 16/24 of the hours > 0.6 / 1.0
     assert body["options"][0]["reserved"] == 3
     assert_problem(client.get(f"{BASE}/cost/plan", params={"days": 0}), 422)
+
+
+def test_cost_plan_from_the_replicas_run(client: TestClient, engine: Engine) -> None:
+    pooled(client)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    with engine.begin() as connection:
+        deployment_id = connection.scalar(select(Deployment.id).where(Deployment.name == "digits"))
+        connection.execute(
+            insert(ScalingDecision),
+            [  # 4 replicas for 18 of the last 24 hours, 1 for the other 6
+                {
+                    "deployment_id": deployment_id,
+                    "ts": hour - timedelta(hours=h),
+                    "current": 0,
+                    "desired": 4 if h <= 18 else 1,
+                    "applied": True,
+                    "source": "predictive",
+                    "reasons": [],
+                    "placement": None,
+                }
+                for h in range(1, 25)
+            ],
+        )
+    body = client.get(f"{BASE}/cost/plan", params={"days": 1}).json()
+    assert body["basis"] == "replicas" and body["hours"] == 24
+    assert body["recommended_reserved"] == 4  # 18/24 = 0.75 of the time > 0.6
+    assert_problem(client.get(f"{BASE}/cost/plan", params={"basis": "guess"}), 422)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +14,7 @@ from controller.api.context import Admin, Context, DbSession, Reader
 from controller.api.errors import problem_responses
 from controller.api.routers.params import DeploymentName
 from controller.api.routing import StrictJSONRoute
-from controller.cost import cost_over
+from controller.cost import cost_over, totals_per_step
 from controller.pools import effective_pools
 
 router = APIRouter(prefix="/deployments/{name}", tags=["cost"], route_class=StrictJSONRoute)
@@ -199,12 +199,23 @@ def get_cost_plan(
     _reader: Reader,
     context: Context,
     days: Annotated[float, Query(gt=0, le=366, description="Days of stored history to plan on.")] = 28.0,
+    basis: Annotated[
+        Literal["replicas", "demand"],
+        Query(
+            description="replicas: the replicas the deployment ran per minute (decision log, headroom included); "
+            "demand: each hour's peak request rate at the planned load per replica."
+        ),
+    ] = "replicas",
 ) -> dict[str, Any]:
     deployment = repository.get_deployment(session, name)
     _, policy = repository.current_policy(session, deployment.id)
     until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     since = until - timedelta(days=days)
-    needed = cost_queries.needed_per_hour(context.metrics_store(), name, policy, since, until)
+    if basis == "replicas":
+        points = cost_queries.cost_points(session, deployment.id, since, until)
+        needed: Any = totals_per_step(points, since.timestamp(), until.timestamp())
+    else:
+        needed = cost_queries.needed_per_hour(context.metrics_store(), name, policy, since, until)
     price_reserved, price_on_demand = cost_plan.on_demand_and_reserved_prices(
         policy.pools, policy.price_per_replica_hour
     )
@@ -212,6 +223,6 @@ def get_cost_plan(
         raise _bad(
             "days", "the policy has no on-demand price: set price_per_replica_hour or an on-demand pool"
         )
-    plan = cost_plan.plan(needed, price_reserved, price_on_demand)
-    return {"deployment": name, "since": since.isoformat(), "until": until.isoformat(),
+    plan = cost_plan.plan(needed, price_reserved, price_on_demand, 60.0 if basis == "replicas" else 3600.0)
+    return {"deployment": name, "basis": basis, "since": since.isoformat(), "until": until.isoformat(),
             "price_reserved": price_reserved, "price_on_demand": price_on_demand, **plan.as_json()}  # fmt: skip
