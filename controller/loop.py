@@ -167,9 +167,8 @@ class DeploymentRuntime:
     learned: LearnedCapacity | None = None
     cost: CostMeter = field(default_factory=CostMeter)  # the cost since this controller took the deployment
     notices_seen: set[tuple[str, int, float]] = field(default_factory=set)  # interruption notices counted
-    drained: dict[tuple[str, str], float] = field(
-        default_factory=dict
-    )  # (pool, pod) on a draining node -> leaves
+    # (pool, pod) on a draining node -> when it leaves
+    drained: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -447,7 +446,7 @@ class ReconcileLoop:
         observations = dataclasses.replace(observations, learned_capacity=runtime.learned)
         pools = backend.pool_counts() if policy.pools and isinstance(backend, PooledBackend) else {}
         leaving = inputs.leaving_at(now) if policy.pools else {}
-        if policy.pools and isinstance(backend, FencedBackend):
+        if policy.pools and callable(getattr(backend, "drain_notices", None)):
             leaving = self._drained(runtime, backend, policy, inputs, leaving, now, outcome)
         if leaving:  # replicas under a notice are still in the spec but not capacity: decide without them
             serving = max(0, current - sum(leaving.values()))
@@ -573,7 +572,7 @@ class ReconcileLoop:
     def _drained(
         self,
         runtime: DeploymentRuntime,
-        backend: FencedBackend,
+        backend: ReplicaBackend,
         policy: ScalingPolicy,
         inputs: Inputs,
         leaving: dict[str, int],
@@ -581,17 +580,20 @@ class ReconcileLoop:
         outcome: Outcome,
     ) -> dict[str, int]:
         """Add spot replicas on draining nodes to those leaving; new ones are recorded as interruptions."""
-        notices = backend.drain_notices()
+        notices: list[DrainNotice] = backend.drain_notices()  # type: ignore[attr-defined]
         runtime.drained = {k: v for k, v in runtime.drained.items() if v > now}
         for notice in notices:
             key = (notice.pool, notice.replica)
             if key not in runtime.drained:
                 runtime.drained[key] = now + policy.interruption_notice_s
-                outcome.interruptions.append((notice.pool, notice.replica, policy.interruption_notice_s))
-        stored = {(pool, leaves) for pool, _, leaves in inputs.leaving}
+                outcome.interruptions.append(
+                    (notice.pool, notice.replica, policy.interruption_notice_s, runtime.drained[key])
+                )
+                self.metrics.spot_interruptions.labels(runtime.name, notice.pool).inc()
+        stored = {(pool, round(leaves, 3)) for pool, _, leaves in inputs.leaving}
         merged = dict(leaving)
         for (pool, _replica), leaves in runtime.drained.items():
-            if (pool, leaves) not in stored:  # not yet read back from the store
+            if (pool, round(leaves, 3)) not in stored:  # not yet read back from the store
                 merged[pool] = merged.get(pool, 0) + 1
         return merged
 
@@ -618,8 +620,11 @@ class ReconcileLoop:
             self.metrics.cost_saving.labels(name, baseline).set(ratio)
         if policy.budget_money_per_hour is not None:
             self.metrics.budget.labels(name).set(policy.budget_money_per_hour)
+        drained = {
+            (pool, round(leaves, 3)) for (pool, _), leaves in runtime.drained.items()
+        }  # counted when found
         for notice in inputs.leaving:
-            if notice not in runtime.notices_seen:
+            if notice not in runtime.notices_seen and (notice[0], round(notice[2], 3)) not in drained:
                 runtime.notices_seen.add(notice)
                 self.metrics.spot_interruptions.labels(name, notice[0]).inc(notice[1])
         runtime.notices_seen = {n for n in runtime.notices_seen if n[2] > now}

@@ -87,16 +87,16 @@ class Recorder:
         rows = [
             {
                 "deployment_id": o.deployment_id,
-                "ts": datetime.fromtimestamp(o.at, UTC),
+                "ts": datetime.fromtimestamp(leaves_at - notice_s, UTC),
                 "pool": pool,
                 "replica": pod[:253],
                 "count": 1,
                 "notice_s": notice_s,
-                "leaves_at": datetime.fromtimestamp(o.at + notice_s, UTC),
+                "leaves_at": datetime.fromtimestamp(leaves_at, UTC),
                 "source": "kubernetes-drain",
             }
             for o in outcomes
-            for pool, pod, notice_s in o.interruptions
+            for pool, pod, notice_s, leaves_at in o.interruptions
         ]
         if rows:
             connection.execute(insert(SpotInterruption), rows)
