@@ -42,9 +42,8 @@ class Outcome:
     errors_total: int = 0
     last_error: tuple[str | None, str | None, float | None] | None = None
     capacity: dict[str, Any] | None = None  # learned capacity (estimate and evidence), stored with the status
-    interruptions: list[tuple[str, str, float]] = field(
-        default_factory=list
-    )  # (pool, pod, notice s) from drains
+    # (pool, pod, notice s, leaves at epoch s) of spot pods on draining nodes
+    interruptions: list[tuple[str, str, float, float]] = field(default_factory=list)
 
     def fail(self, stage: str, message: str) -> None:
         self.errors.append((stage, message[:MAX_MESSAGE]))
