@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup venv clean
+.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-cost bench-startup venv clean
 
 venv: $(VENV)/.installed
 
@@ -81,12 +81,16 @@ bench-startup: venv
 	scripts/ensure-system.sh
 	$(BIN)/python -m benchmarks.replica_startup
 
+# Capacity pools (reserved, spot, on-demand) with spot interruptions on the shared traces: docs/cost.md.
+bench-cost: venv
+	$(BIN)/python -m benchmarks.cost_bench
+
 bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bench
 	$(BIN)/python -m benchmarks.simulate_bounds
 	$(BIN)/python -m benchmarks.simulate_tuning
 
-bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup
+bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-cost bench-startup
 
 # Re-run the commands named by the result blocks of README.md and docs/ and put their output in place (~15 min).
 readme-results: venv
