@@ -8,6 +8,7 @@ as replicas needed per hour (from stored history, or a forecast), the prices fro
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,8 +161,9 @@ def hourly_peaks(rps: npt.ArrayLike, step_s: float) -> npt.NDArray[np.float64]:
     hours = rates.size // per_hour
     if hours == 0:
         return np.empty(0)
-    with np.errstate(all="ignore"):
-        return np.nanmax(rates[: hours * per_hour].reshape(hours, per_hour), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an hour without samples is NaN
+        return np.asarray(np.nanmax(rates[: hours * per_hour].reshape(hours, per_hour), axis=1))
 
 
 def on_demand_and_reserved_prices(
