@@ -59,9 +59,7 @@ def one_run(label: str, mode: str, start: float, compression: float, workdir: Pa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--starts", default="40,25,100", help="starting capacities of the learned runs (rps)")
     parser.add_argument("--compression", type=float, default=360.0)
     args = parser.parse_args()

@@ -77,9 +77,7 @@ class Result:
 
 
 def scrape(url: str) -> Scrape:
-    families = {
-        f.name: f for f in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text)
-    }
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text)}
     decisions = sum(
         s.value for s in families["prewarm_controller_decisions"].samples if s.name.endswith("_total")
     )
@@ -142,13 +140,8 @@ def feed(url: str, count: int) -> None:
         wave = 1.0 + 0.3 * math.sin(second / 120.0)
         rps = base * wave * rng.uniform(0.9, 1.1, count)
         samples = [Sample(n, "rps", second, float(r)) for n, r in zip(names, rps, strict=True)]
-        samples += [
-            Sample(n, "latency_p95_ms", second, float(20 + r / 20)) for n, r in zip(names, rps, strict=True)
-        ]
-        samples += [
-            Sample(n, "cpu_percent", second, float(min(100.0, r / 8)))
-            for n, r in zip(names, rps, strict=True)
-        ]
+        samples += [Sample(n, "latency_p95_ms", second, float(20 + r / 20)) for n, r in zip(names, rps, strict=True)]
+        samples += [Sample(n, "cpu_percent", second, float(min(100.0, r / 8))) for n, r in zip(names, rps, strict=True)]
         store.insert_samples(samples)
         next_tick += 1.0
 
@@ -192,19 +185,9 @@ def run(url: str, count: int, controllers: int, seconds: float, warmup_s: float,
     ports = [free_port() for _ in range(controllers)]
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prewarm.cli",
-                "controller",
-                "--port",
-                str(port),
-                "--state-dir",
-                str(log_dir),
-            ],
+            [sys.executable, "-m", "prewarm.cli", "controller", "--port", str(port), "--state-dir", str(log_dir)],
             env={**env, "PREWARM_CONTROLLER_IDENTITY": f"bench-{i}"},
-            stdout=subprocess.DEVNULL,
-            stderr=(log_dir / f"controller-{i}.log").open("ab"),
+            stdout=subprocess.DEVNULL, stderr=(log_dir / f"controller-{i}.log").open("ab"),
         )
         for i, port in enumerate(ports)
     ]
@@ -225,11 +208,7 @@ def run(url: str, count: int, controllers: int, seconds: float, warmup_s: float,
         handles = [psutil.Process(p.pid) for p in procs]
         feeder_handle = psutil.Process(feeder.pid)
         before = [scrape(u) for u in urls]
-        cpu_before, pg_before, feed_before = (
-            process_cpu(handles),
-            postgres_cpu(),
-            process_cpu([feeder_handle]),
-        )
+        cpu_before, pg_before, feed_before = process_cpu(handles), postgres_cpu(), process_cpu([feeder_handle])
         started = time.monotonic()
         time.sleep(seconds)
         elapsed = time.monotonic() - started
@@ -251,9 +230,7 @@ def run(url: str, count: int, controllers: int, seconds: float, warmup_s: float,
     lag_count = sum(a.lag_count - b.lag_count for a, b in zip(after, before, strict=True))
 
     def total(key: str, field: str) -> float:
-        return sum(
-            getattr(a, field)[key] - getattr(b, field)[key] for a, b in zip(after, before, strict=True)
-        )
+        return sum(getattr(a, field)[key] - getattr(b, field)[key] for a, b in zip(after, before, strict=True))
 
     controller_cpu = cpu_after - cpu_before
     return Result(
@@ -292,17 +269,13 @@ def table(results: list[Result]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--deployments", type=int, default=1000)
     parser.add_argument("--controllers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per run")
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds before measuring")
-    parser.add_argument(
-        "--sweep", default="", help="comma-separated fleet sizes for one controller, e.g. 500,1500"
-    )
+    parser.add_argument("--sweep", default="", help="comma-separated fleet sizes for one controller, e.g. 500,1500")
     parser.add_argument("--feed", default="", help=argparse.SUPPRESS)  # internal: run as the feeder process
     args = parser.parse_args()
     if args.feed:
@@ -336,9 +309,7 @@ def main() -> None:
     print(table(results))
     holding = [r.deployments for r in results if r.controllers == 1 and r.holds_goal]
     if holding:
-        print(
-            f"\nLargest fleet one controller decided on time (p99 lag <= 1 s): {max(holding):,} deployments"
-        )
+        print(f"\nLargest fleet one controller decided on time (p99 lag <= 1 s): {max(holding):,} deployments")
     else:
         print("\nNo fleet size measured held p99 lag <= 1 s with one controller")
 

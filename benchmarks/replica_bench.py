@@ -187,10 +187,7 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 def kserve_python() -> str | None:
     """An interpreter with ``kserve`` installed, or None: KServe pins its own FastAPI/uvicorn, so it lives apart."""
-    candidates = [
-        os.environ.get("PREWARM_KSERVE_PYTHON", ""),
-        str(REPO_ROOT / ".venv-kserve" / "bin" / "python"),
-    ]
+    candidates = [os.environ.get("PREWARM_KSERVE_PYTHON", ""), str(REPO_ROOT / ".venv-kserve" / "bin" / "python")]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
@@ -325,9 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           "latency from the intended send time, ms; os.cpu_count()=" + str(os.cpu_count()))  # fmt: skip
     print(table(rows, rates))
     if kserve_python() is None:
-        print(
-            "\nKServe baseline skipped: no interpreter with kserve (make bench-replica builds .venv-kserve)."
-        )
+        print("\nKServe baseline skipped: no interpreter with kserve (make bench-replica builds .venv-kserve).")
     return 0
 
 

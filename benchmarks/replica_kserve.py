@@ -33,9 +33,7 @@ def build_model(name: str, model_path: str) -> Any:
             self.output_names = [output.name for output in self.session.get_outputs()]
             self.ready = True
 
-        async def predict(
-            self, payload: InferRequest, headers: dict[str, str] | None = None
-        ) -> InferResponse:
+        async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
             feeds = {tensor.name: tensor.as_numpy() for tensor in payload.inputs}
             results = self.session.run(self.output_names, feeds)
             outputs = []

@@ -28,15 +28,11 @@ def main() -> None:
     args = parser.parse_args()
     cluster = ClusterModel()
     trace = load_trace(TRACES_DIR / TRACES[args.trace])
-    scale = scale_for_peak_replicas(
-        trace, PEAK_REPLICAS, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION
-    )
+    scale = scale_for_peak_replicas(trace, PEAK_REPLICAS, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION)
     workload = per_second_arrivals(trace, scale)
     hpa = run_simulation(workload, cluster, ScalingPolicy(), ("hpa",)).results["hpa"]
     print(f"**{trace.name}** (x{scale:.3f}); hpa: cost {hpa.cost:.2f}, {hpa.slo_violation_s} violating s\n")
-    print(
-        "| forecast_utilisation_max | prewarm cost | prewarm / hpa | prewarm violating s | mean utilisation |"
-    )
+    print("| forecast_utilisation_max | prewarm cost | prewarm / hpa | prewarm violating s | mean utilisation |")
     print("|---:|---:|---:|---:|---:|")
     chosen = None
     for text in args.values.split(","):

@@ -38,9 +38,7 @@ LEVEL_BASE_RPS = 0.1  # level 0 starts here
 MIN_LEVEL_WEIGHT = 20.0  # seconds (after decay) a level needs before it says anything
 BAD_SHARE_KNEE = 0.5  # a level where at least this share of seconds is bad is past the knee
 BAD_SHARE_GOOD = 0.1  # a level with at most this share of bad seconds was served well
-CPU_EXTRAPOLATION_LIMIT = (
-    3.0  # CPU saturation further than this many times the highest load seen is not trusted
-)
+CPU_EXTRAPOLATION_LIMIT = 3.0  # CPU saturation further than this many times the highest load seen is not trusted
 
 
 def level_of(load_rps: float) -> int:
@@ -76,9 +74,7 @@ class CapacityEvidence:
     half_life_s: float = 86_400.0
     levels: dict[int, list[float]] = field(default_factory=dict)  # level -> [good weight, bad weight]
     cpu_sums: list[float] = field(default_factory=lambda: [0.0] * 5)  # w, wx, wy, wxx, wxy
-    throughput: dict[int, float] = field(
-        default_factory=dict
-    )  # level -> weight of saturated seconds' throughput
+    throughput: dict[int, float] = field(default_factory=dict)  # level -> weight of saturated seconds' throughput
     last_ts: float | None = None  # newest second added
     last_backlog: bool = False  # that second ended with requests queued
 
@@ -244,9 +240,7 @@ class CapacityEvidence:
     def to_json(self) -> dict[str, Any]:
         return {
             "half_life_s": self.half_life_s,
-            "levels": {
-                str(k): [round(g, 3), round(b, 3)] for k, (g, b) in self.levels.items() if g + b >= 0.5
-            },
+            "levels": {str(k): [round(g, 3), round(b, 3)] for k, (g, b) in self.levels.items() if g + b >= 0.5},
             "cpu_sums": self.cpu_sums,
             "throughput": {str(k): round(w, 3) for k, w in self.throughput.items() if w >= 0.5},
             "last_ts": self.last_ts,

@@ -47,9 +47,7 @@ def decide(
     current = max(0, observations.current_replicas)
     reasons: list[Reason] = []
 
-    capacity, capacity_reason, probe = steps.capacity_in_use(
-        policy, observations.learned_capacity, state, now
-    )
+    capacity, capacity_reason, probe = steps.capacity_in_use(policy, observations.learned_capacity, state, now)
     if policy.capacity_mode == "learned":  # a configured capacity is in the policy: no need to repeat it
         reasons.append(capacity_reason)
     if capacity != policy.replica_capacity_rps:  # every later step plans with the capacity in use

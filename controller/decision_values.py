@@ -41,9 +41,7 @@ class Observations:
     last_sample_ts: float | None = None  # epoch seconds of the newest sample; None: no metrics at all
     replica_startup_s: float | None = None  # measured from replica events; None: not measured yet
     overrides: tuple[OverrideValue, ...] = ()  # the deployment's overrides; decide() keeps the active ones
-    learned_capacity: LearnedCapacity | None = (
-        None  # what the deployment's evidence says (controller/capacity.py)
-    )
+    learned_capacity: LearnedCapacity | None = None  # what the deployment's evidence says (controller/capacity.py)
 
     def __post_init__(self) -> None:
         for name in ("rps", "latency_p95_ms", "cpu_percent", "memory_percent", "queue_length"):

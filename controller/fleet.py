@@ -88,9 +88,7 @@ def fleet_page(
         )
         or 0
     )
-    rows = session.execute(
-        joined.where(*conditions).order_by(Deployment.name).limit(limit).offset(offset)
-    ).all()
+    rows = session.execute(joined.where(*conditions).order_by(Deployment.name).limit(limit).offset(offset)).all()
     leases = lease_rows(session.connection())
     page = [_row(deployment, status, buckets, leases, now) for deployment, status in rows]
     return page, total
@@ -99,10 +97,8 @@ def fleet_page(
 def fleet_summary(session: Session, now: datetime) -> dict[str, int]:
     """Counts for the overview's header: deployments, with errors, at max, not decided recently."""
     counts: dict[str, int] = {}
-    base = (
-        select(func.count())
-        .select_from(Deployment)
-        .outerjoin(DeploymentStatus, DeploymentStatus.deployment_id == Deployment.id)
+    base = select(func.count()).select_from(Deployment).outerjoin(
+        DeploymentStatus, DeploymentStatus.deployment_id == Deployment.id
     )
     for state in FLEET_STATES:
         condition = _state_condition(state, now)

@@ -108,18 +108,9 @@ class ForecastJob:
             runs = {
                 deployment_id: (created_at, step_s, detail)
                 for deployment_id, created_at, step_s, detail in session.execute(
-                    select(
-                        ForecastRun.deployment_id,
-                        ForecastRun.created_at,
-                        ForecastRun.step_s,
-                        ForecastRun.detail,
-                    ).join(
-                        newest,
-                        and_(
-                            ForecastRun.deployment_id == newest.c.deployment_id,
-                            ForecastRun.created_at == newest.c.created_at,
-                        ),
-                    )
+                    select(ForecastRun.deployment_id, ForecastRun.created_at, ForecastRun.step_s, ForecastRun.detail)
+                    .join(newest, and_(ForecastRun.deployment_id == newest.c.deployment_id,
+                                       ForecastRun.created_at == newest.c.created_at))
                 )
             }
         due: set[int] = set()

@@ -257,9 +257,7 @@ class LeaseManager:
         ).all()
         for identity, pid in rows:
             if pid and pid != os.getpid() and not _process_alive(pid):
-                logger.info(
-                    "controller %s (pid %d on this host) is gone: its buckets are free now", identity, pid
-                )
+                logger.info("controller %s (pid %d on this host) is gone: its buckets are free now", identity, pid)
                 connection.execute(
                     update(ControllerLease)
                     .where(ControllerLease.holder == identity)
@@ -374,9 +372,7 @@ def fence_check(connection: Connection, identity: str, terms: dict[int, int]) ->
 def lease_rows(connection: Connection) -> dict[int, tuple[str | None, int, datetime | None]]:
     """bucket -> (holder, term, expires_at), for the fleet view."""
     rows = connection.execute(
-        select(
-            ControllerLease.bucket, ControllerLease.holder, ControllerLease.term, ControllerLease.expires_at
-        )
+        select(ControllerLease.bucket, ControllerLease.holder, ControllerLease.term, ControllerLease.expires_at)
     ).all()
     return {bucket: (holder, term, expires) for bucket, holder, term, expires in rows}
 

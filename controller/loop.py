@@ -69,9 +69,7 @@ from prewarm.db.models import DeploymentStatus, ScalingDecision
 logger = logging.getLogger(__name__)
 
 DEPLOYMENTS_REFRESH_S = 1.0  # how often the deployment list is read again (new, deleted, changed backends)
-INPUTS_REFRESH_S = (
-    1.0  # how often policies, overrides, forecasts and startups of owned deployments are refreshed
-)
+INPUTS_REFRESH_S = 1.0  # how often policies, overrides, forecasts and startups of owned deployments are refreshed
 RECORD_EVERY_S = 0.1  # the background recorder writes finished outcomes this often
 STUCK_AFTER_S = 1.0  # a reconcile running this long holds a thread that the pool replaces for the others
 LOCAL_IDENTITY = "local"  # the identity recorded when no lease manager is used (tests, single process)
@@ -286,9 +284,7 @@ class ReconcileLoop:
         self._database_up()
         for runtime in due:
             inputs = found.get(runtime.row.id)
-            interval = (
-                inputs.policy.decision_interval_s if isinstance(inputs, Inputs) else INVALID_POLICY_RETRY_S
-            )
+            interval = inputs.policy.decision_interval_s if isinstance(inputs, Inputs) else INVALID_POLICY_RETRY_S
             due_at = runtime.next_decision_at
             # Keep the phase (no drift), but never schedule catch-up bursts after a stall.
             self._schedule(runtime, due_at + interval if due_at + interval > now else now + interval)
@@ -336,9 +332,7 @@ class ReconcileLoop:
         for name, runtime in list(self.runtimes.items()):
             row = mine.get(name)
             if row is None:
-                self._release(
-                    name, "deleted" if name not in existing else "its bucket is held by another controller"
-                )
+                self._release(name, "deleted" if name not in existing else "its bucket is held by another controller")
             elif row.id != runtime.row.id or row.backend_key != runtime.row.backend_key:
                 self._release(name, "backend settings changed")
             else:
@@ -376,11 +370,7 @@ class ReconcileLoop:
         if prepare is None:
             return
         duration = max(
-            (
-                max(i.policy.stable_window_s, i.policy.panic_window_s)
-                for i in inputs.values()
-                if isinstance(i, Inputs)
-            ),
+            (max(i.policy.stable_window_s, i.policy.panic_window_s) for i in inputs.values() if isinstance(i, Inputs)),
             default=60.0,
         )
         prepare([(rt.row.id, rt.name) for rt in due], now, duration)
@@ -426,12 +416,7 @@ class ReconcileLoop:
             runtime.busy = False
 
     def _decide_and_act(
-        self,
-        runtime: DeploymentRuntime,
-        backend: ReplicaBackend,
-        inputs: Inputs,
-        now: float,
-        outcome: Outcome,
+        self, runtime: DeploymentRuntime, backend: ReplicaBackend, inputs: Inputs, now: float, outcome: Outcome
     ) -> None:
         policy = inputs.policy
         current = backend.desired_count()
@@ -488,9 +473,7 @@ class ReconcileLoop:
                 outcome.fail("backend", f"scale to {decision.desired} failed: {error}")
         outcome.record = self._should_record(runtime, decision, current, now)
 
-    def _should_record(
-        self, runtime: DeploymentRuntime, decision: Decision, current: int, now: float
-    ) -> bool:
+    def _should_record(self, runtime: DeploymentRuntime, decision: Decision, current: int, now: float) -> bool:
         changed = (
             decision.desired != current
             or decision.desired != runtime.last_recorded_desired
@@ -745,9 +728,7 @@ class ReconcileLoop:
         and a recorder thread writes finished outcomes as they come."""
         self._recording_in_background = True
         recorder_stop = threading.Event()
-        recorder = threading.Thread(
-            target=self._record_until, args=(recorder_stop,), name="recorder", daemon=True
-        )
+        recorder = threading.Thread(target=self._record_until, args=(recorder_stop,), name="recorder", daemon=True)
         recorder.start()
         try:
             while not stop.is_set():

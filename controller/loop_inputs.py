@@ -142,7 +142,9 @@ class InputReader:
         version, policy = cached
         if isinstance(policy, InputError):
             return policy
-        overrides = tuple(o for o in self._overrides.get(deployment_id, ()) if o.starts_at <= now < o.ends_at)
+        overrides = tuple(
+            o for o in self._overrides.get(deployment_id, ()) if o.starts_at <= now < o.ends_at
+        )
         return Inputs(
             policy_version=version,
             policy=policy,
@@ -193,13 +195,11 @@ class InputReader:
         """Overrides in force now or later (``get`` keeps those in force at the decision's time)."""
         moment = datetime.fromtimestamp(now, UTC)
         rows = session.scalars(
-            select(Override)
-            .where(
+            select(Override).where(
                 Override.deployment_id.in_(ids),
                 Override.ends_at > moment,
                 or_(Override.ended_at.is_(None), Override.ended_at > moment),
-            )
-            .order_by(Override.starts_at.desc(), Override.id.desc())
+            ).order_by(Override.starts_at.desc(), Override.id.desc())
         ).all()
         found: dict[int, list[OverrideValue]] = defaultdict(list)
         for row in rows:
@@ -257,13 +257,10 @@ class InputReader:
                 .subquery()
             )
             on_latest = and_(
-                ForecastRun.deployment_id == latest.c.deployment_id,
-                ForecastRun.created_at == latest.c.created_at,
+                ForecastRun.deployment_id == latest.c.deployment_id, ForecastRun.created_at == latest.c.created_at
             )
             for run_id, deployment_id, created in session.execute(
-                select(ForecastRun.id, ForecastRun.deployment_id, ForecastRun.created_at).join(
-                    latest, on_latest
-                )
+                select(ForecastRun.id, ForecastRun.deployment_id, ForecastRun.created_at).join(latest, on_latest)
             ):
                 offer(deployment_id, run_id, created)
         wanted = set(ids)
@@ -274,9 +271,7 @@ class InputReader:
         }
         if not changed:
             return
-        runs = {
-            r.id: r for r in session.scalars(select(ForecastRun).where(ForecastRun.id.in_(changed.values())))
-        }
+        runs = {r.id: r for r in session.scalars(select(ForecastRun).where(ForecastRun.id.in_(changed.values())))}
         points: dict[int, list[ForecastPoint]] = defaultdict(list)
         for point in session.scalars(
             select(ForecastPoint)

@@ -151,9 +151,7 @@ def histogram_quantile(buckets: dict[float, float], total: float, q: float) -> f
             if math.isinf(bound):
                 return previous_bound
             width = count - previous_count
-            return previous_bound + (bound - previous_bound) * (
-                (rank - previous_count) / width if width else 1.0
-            )
+            return previous_bound + (bound - previous_bound) * ((rank - previous_count) / width if width else 1.0)
         previous_bound, previous_count = bound, count
     return previous_bound
 

@@ -17,9 +17,7 @@ from controller.leases import fence_check
 from prewarm.db.models import Deployment, DeploymentStatus, ScalingDecision, SpotInterruption
 
 MAX_MESSAGE = 2000
-STATUS_REFRESH_S = (
-    15.0  # an unchanged status row is rewritten this often (the fleet view flags older than 60 s)
-)
+STATUS_REFRESH_S = 15.0  # an unchanged status row is rewritten this often (the fleet view flags older than 60 s)
 
 
 @dataclass
@@ -157,9 +155,7 @@ class Recorder:
             latest[o.deployment_id] = row
         for deployment_id, row in list(latest.items()):
             # An unchanged status is written again only every STATUS_REFRESH_S (its age says "still decided").
-            values = tuple(
-                v for k, v in sorted(row.items()) if k not in ("updated_at", "decided_at", "capacity")
-            )
+            values = tuple(v for k, v in sorted(row.items()) if k not in ("updated_at", "decided_at", "capacity"))
             at = row["updated_at"].timestamp()
             previous = self._written.get(deployment_id)
             if previous is not None and previous[0] == values and at - previous[1] < STATUS_REFRESH_S:

@@ -85,9 +85,7 @@ class ControllerRuntime:
             leases.on_change = self._buckets_changed
             self._threads.append(threading.Thread(target=self._run_leases, name="leases", daemon=True))
         if self.maintenance is not None:
-            self._threads.append(
-                threading.Thread(target=self._run_maintenance, name="maintenance", daemon=True)
-            )
+            self._threads.append(threading.Thread(target=self._run_maintenance, name="maintenance", daemon=True))
         for thread in self._threads:
             thread.start()
         self._tasks = [asyncio.create_task(self.loop.run(self._stop, self.tick_s), name="reconcile")]
@@ -189,9 +187,7 @@ class ControllerRuntime:
             if owned:
                 try:
                     await asyncio.get_running_loop().run_in_executor(self._fit_pool, job.run_once, owned)
-                except (
-                    Exception
-                ):  # e.g. the database is down: the job logs per deployment; try again next poll
+                except Exception:  # e.g. the database is down: the job logs per deployment; try again next poll
                     logger.exception("scheduled forecasts failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_forecasts.wait(), timeout=self.forecast_poll_s)

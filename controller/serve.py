@@ -168,9 +168,7 @@ async def serve_controller(
     return exit_code
 
 
-async def _start_keda(
-    settings: Settings, host: str, engine: Engine, runtime: ControllerRuntime | None
-) -> Any:
+async def _start_keda(settings: Settings, host: str, engine: Engine, runtime: ControllerRuntime | None) -> Any:
     """KEDA's external scaler on ``PREWARM_KEDA_PORT`` (docs/kubernetes.md, deploy/k8s/keda/)."""
     from controller.keda.scaler import ExternalScaler, start_server
     from controller.keda.views import store_lookup

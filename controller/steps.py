@@ -54,9 +54,7 @@ class LeadTime:
     def reason(self) -> Reason:
         origin = "measured startup" if self.measured else "default startup (not measured yet)"
         margin = self.lead_s - self.startup_s
-        return Reason(
-            "lead-time", f"{origin} {self.startup_s:.0f} s + margin {margin:.0f} s = {self.lead_s:.0f} s"
-        )
+        return Reason("lead-time", f"{origin} {self.startup_s:.0f} s + margin {margin:.0f} s = {self.lead_s:.0f} s")
 
 
 def capacity_in_use(
@@ -73,11 +71,7 @@ def capacity_in_use(
     if policy.capacity_mode == "configured":
         return start, Reason("capacity", f"configured {start:g} rps per replica"), None
     if learned is None:
-        return (
-            start,
-            Reason("capacity", f"learned: no evidence yet, starting value {start:g} rps per replica"),
-            None,
-        )
+        return start, Reason("capacity", f"learned: no evidence yet, starting value {start:g} rps per replica"), None
     estimate = learned.rps_per_replica
     if learned.bracketed:
         if learned.confidence >= policy.capacity_min_confidence or estimate < start:
@@ -90,15 +84,11 @@ def capacity_in_use(
     probed, since = state.capacity_probe or (start, now)
     if estimate >= 0.5 * probed and now - since >= policy.capacity_probe_interval_s:
         probed, since = probed * (1 + policy.capacity_probe_step), now
-    return (
-        probed,
-        Reason(
-            "capacity",
-            f"learned {learned.describe()}: probing {probed:.1f} rps per replica until the knee shows "
-            f"(starting value {start:g})",
-        ),
-        (probed, since),
-    )
+    return probed, Reason(
+        "capacity",
+        f"learned {learned.describe()}: probing {probed:.1f} rps per replica until the knee shows "
+        f"(starting value {start:g})",
+    ), (probed, since)
 
 
 def lead_time(policy: ScalingPolicy, measured_startup_s: float | None) -> LeadTime:
@@ -138,9 +128,7 @@ def planned_utilisation(policy: ScalingPolicy, upper_rps: float, point_rps: floa
     floor, ceiling = policy.forecast_utilisation, policy.forecast_utilisation_max
     if point_rps is None or not math.isfinite(point_rps) or upper_rps <= 0:
         why = "no point forecast to measure the band by" if point_rps is None else "no load forecast"
-        return Utilisation(
-            floor, False, None, Reason("utilisation", f"{why}: plan the upper band at {floor:g}")
-        )
+        return Utilisation(floor, False, None, Reason("utilisation", f"{why}: plan the upper band at {floor:g}"))
     width = max(0.0, upper_rps - point_rps) / upper_rps
     planned = min(ceiling, max(floor, ceiling / (1.0 + policy.forecast_tail_bands * width)))
     hot = planned > floor + _EPS
@@ -310,13 +298,7 @@ def reactive(
         ("load", load_percent, max(load_up, hot_percent), load_up, True),
         ("cpu", obs.cpu_percent, max(cpu_up, hot_percent), cpu_up, True),
         ("memory", obs.memory_percent, policy.memory_scale_up_percent, policy.memory_scale_up_percent, True),
-        (
-            "p95 latency",
-            obs.latency_p95_ms,
-            policy.latency_p95_scale_up_ms,
-            policy.latency_p95_scale_up_ms,
-            False,
-        ),
+        ("p95 latency", obs.latency_p95_ms, policy.latency_p95_scale_up_ms, policy.latency_p95_scale_up_ms, False),
         ("queue", obs.queue_length, policy.queue_length_scale_up, policy.queue_length_scale_up, False),
     )
     votes: list[tuple[int, str]] = []

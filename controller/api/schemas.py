@@ -250,13 +250,9 @@ class LearnedCapacityOut(BaseModel):
     """What the deployment's own observations say about the rps one replica serves within the latency SLO."""
 
     rps_per_replica: float
-    observations: int = Field(
-        description="Seconds of evidence (decayed) at loads that informed the estimate."
-    )
+    observations: int = Field(description="Seconds of evidence (decayed) at loads that informed the estimate.")
     confidence: float = Field(description="0-1: amount of evidence, and whether the capacity is bracketed.")
-    basis: str = Field(
-        description="'latency knee', 'cpu saturation' or 'lower bound' (no overload seen yet)."
-    )
+    basis: str = Field(description="'latency knee', 'cpu saturation' or 'lower bound' (no overload seen yet).")
     bracketed: bool
 
 

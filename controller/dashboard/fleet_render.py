@@ -39,9 +39,7 @@ def _row(row: FleetRow, now: datetime) -> str:
     replicas = f"{_count(row.ready_replicas)} / {_count(row.desired_replicas)}"
     mismatch = row.desired_replicas is not None and row.ready_replicas != row.desired_replicas
     maxed = row.desired_replicas is not None and row.desired_replicas >= row.max_replicas
-    flags = (' <span class="tag">max</span>' if maxed else "") + (
-        ' <span class="tag">starting</span>' if mismatch else ""
-    )
+    flags = (' <span class="tag">max</span>' if maxed else "") + (' <span class="tag">starting</span>' if mismatch else "")
     forecast = (
         f"{row.forecast_upper_rps:.0f} rps" if row.forecast_used and row.forecast_upper_rps is not None else
         '<span class="muted">not used</span>'
@@ -76,7 +74,7 @@ def fleet_table(
     """The part the page refreshes: the state counts, the table and the pager."""
     tabs = " ".join(
         f'<a href="/dashboard{_query(name, s, 0, limit)}" data-state="{s}"'
-        f"{' class=current' if s == state else ''}>{escape(STATE_LABELS[s])} <b>{counts.get(s, 0)}</b></a>"
+        f'{" class=current" if s == state else ""}>{escape(STATE_LABELS[s])} <b>{counts.get(s, 0)}</b></a>'
         for s in FLEET_STATES
     )
     body = "".join(_row(r, now) for r in rows) or (
@@ -104,9 +102,7 @@ def fleet_table(
     )
 
 
-def fleet_page_html(
-    table: str, *, name: str, state: FleetState, limit: int, refresh_s: float, now: datetime
-) -> str:
+def fleet_page_html(table: str, *, name: str, state: FleetState, limit: int, refresh_s: float, now: datetime) -> str:
     options = "".join(
         f'<option value="{s}"{" selected" if s == state else ""}>{escape(STATE_LABELS[s])}</option>'
         for s in FLEET_STATES
@@ -122,6 +118,6 @@ def fleet_page_html(
         f'<select name="state">{options}</select><input type="hidden" name="limit" value="{limit}">'
         '<button type="submit">filter</button></form>'
         f'<span id="status" class="muted">rendered {now:%H:%M:%S} UTC · refreshes every {refresh_s:g} s</span>'
-        f"</header><main><div data-fleet-table>{table}</div></main>"
+        f'</header><main><div data-fleet-table>{table}</div></main>'
         f'<script src="{STATIC}/fleet.js"></script></body></html>'
     )

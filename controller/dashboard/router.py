@@ -59,9 +59,7 @@ def dashboard_router(
     def fleet_fragment(
         name: FleetName = "", state: FleetState = "all", limit: FleetLimit = 50, offset: FleetOffset = 0
     ) -> HTMLResponse:
-        return HTMLResponse(
-            fleet_table_html(name, state, limit, offset), headers={"Cache-Control": "no-store"}
-        )
+        return HTMLResponse(fleet_table_html(name, state, limit, offset), headers={"Cache-Control": "no-store"})
 
     def fleet_table_html(name: str, state: FleetState, limit: int, offset: int) -> str:
         now = datetime.now(UTC)

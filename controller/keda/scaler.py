@@ -70,9 +70,7 @@ def trigger_of(ref: pb.ScaledObjectRef) -> Trigger:
     metadata = dict(ref.scalerMetadata)
     deployment = metadata.get("deployment") or ref.name
     if not deployment:
-        raise ScalerError(
-            grpc.StatusCode.INVALID_ARGUMENT, "no deployment: set metadata.deployment on the trigger"
-        )
+        raise ScalerError(grpc.StatusCode.INVALID_ARGUMENT, "no deployment: set metadata.deployment on the trigger")
     mode = metadata.get("mode", "replicas")
     if mode not in MODES:
         raise ScalerError(
@@ -113,9 +111,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             )
         return view
 
-    async def _serve(
-        self, context: grpc.aio.ServicerContext, ref: pb.ScaledObjectRef
-    ) -> tuple[Trigger, ScalerView]:
+    async def _serve(self, context: grpc.aio.ServicerContext, ref: pb.ScaledObjectRef) -> tuple[Trigger, ScalerView]:
         self.calls += 1
         try:
             trigger = trigger_of(ref)
@@ -124,9 +120,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             await context.abort(error.code, str(error))
             raise  # unreachable: abort raises
 
-    async def IsActive(
-        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
-    ) -> pb.IsActiveResponse:
+    async def IsActive(self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext) -> pb.IsActiveResponse:
         trigger, view = await self._serve(context, request)
         return pb.IsActiveResponse(result=value_of(view, trigger) > 0)
 
@@ -152,9 +146,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     ) -> pb.GetMetricSpecResponse:
         trigger, view = await self._serve(context, request)
         target = target_of(view, trigger)
-        spec = pb.MetricSpec(
-            metricName=trigger.metric_name, targetSize=max(1, round(target)), targetSizeFloat=target
-        )
+        spec = pb.MetricSpec(metricName=trigger.metric_name, targetSize=max(1, round(target)), targetSizeFloat=target)
         return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
     async def GetMetrics(
@@ -167,9 +159,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                 f"metric {request.metricName!r} is not served for this trigger (expected {trigger.metric_name!r})",
             )
         value = value_of(view, trigger)
-        metric = pb.MetricValue(
-            metricName=trigger.metric_name, metricValue=math.ceil(value), metricValueFloat=value
-        )
+        metric = pb.MetricValue(metricName=trigger.metric_name, metricValue=math.ceil(value), metricValueFloat=value)
         return pb.GetMetricsResponse(metricValues=[metric])
 
     async def StreamMetricSpec(

@@ -25,10 +25,7 @@ def store_lookup(engine: Engine, runtime: ControllerRuntime | None) -> Lookup:
             try:
                 _, policy = repository.current_policy(session, deployment_id)
             except (LookupError, pydantic.ValidationError) as error:
-                raise ScalerError(
-                    grpc.StatusCode.FAILED_PRECONDITION, f"deployment {name!r}: {error}"
-                ) from error
-
+                raise ScalerError(grpc.StatusCode.FAILED_PRECONDITION, f"deployment {name!r}: {error}") from error
             def per_replica(planned: float | None) -> float:
                 """The load one replica is planned to carry from the forecast: capacity x the utilisation the
                 last decision planned the band at (the policy's base plan when the forecast was not used)."""
@@ -41,9 +38,7 @@ def store_lookup(engine: Engine, runtime: ControllerRuntime | None) -> Lookup:
                                   per_replica(live.get("planned_utilisation")), float(live["decided_at"]))  # fmt: skip
             stored = session.get(DeploymentStatus, deployment_id)
             if stored is None or stored.desired_replicas is None or stored.decided_at is None:
-                raise ScalerError(
-                    grpc.StatusCode.UNAVAILABLE, f"deployment {name!r} has not been decided yet"
-                )
+                raise ScalerError(grpc.StatusCode.UNAVAILABLE, f"deployment {name!r} has not been decided yet")
             upper = stored.forecast_upper_rps if stored.forecast_used else None
             return ScalerView(name, stored.desired_replicas, upper, per_replica(stored.planned_utilisation),
                               stored.decided_at.timestamp())  # fmt: skip

@@ -66,9 +66,7 @@ def markdown(result: SimulationResult, plot_name: str | None = None) -> str:
         sources = ", ".join(
             f"{k} {v}" for k, v in sorted(result.prewarm_sources.items(), key=lambda kv: -kv[1])
         )
-        models = ", ".join(
-            f"{k} {v}" for k, v in sorted(result.prewarm_models.items(), key=lambda kv: -kv[1])
-        )
+        models = ", ".join(f"{k} {v}" for k, v in sorted(result.prewarm_models.items(), key=lambda kv: -kv[1]))
         parts += [
             f"prewarm decisions by source: {sources}; forecast refits: {result.prewarm_refits} ({models}).",
             "",

@@ -152,9 +152,7 @@ def deployment_status(
             ready_replicas=live.get("ready_replicas"),
             step=live.get("source"),
             decided_at=_epoch(live.get("decided_at")),
-            error=DeploymentError(
-                stage=error["stage"], message=error["message"] or "", at=_epoch(error["at"])
-            )
+            error=DeploymentError(stage=error["stage"], message=error["message"] or "", at=_epoch(error["at"]))
             if error
             else None,
             errors_total=int(live.get("errors_total") or 0),
@@ -168,9 +166,7 @@ def deployment_status(
             ready_replicas=stored.ready_replicas,
             step=stored.source,
             decided_at=stored.decided_at,
-            error=DeploymentError(
-                stage=stored.error_stage, message=stored.error_message or "", at=stored.error_at
-            )
+            error=DeploymentError(stage=stored.error_stage, message=stored.error_message or "", at=stored.error_at)
             if stored.error_stage
             else None,
             errors_total=stored.errors_total,
