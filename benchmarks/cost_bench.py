@@ -20,7 +20,7 @@ import argparse
 import logging
 import math
 import time
-from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,10 +58,10 @@ def plan_window_s(workload: Workload) -> int:
     return min(7 * 86400, workload.seconds // 4) if workload.seconds < 28 * 86400 else 7 * 86400
 
 
-def reserved_size(workload: Workload, on_demand_run: PooledRun, policy: ScalingPolicy) -> cost_plan.CostPlan:
-    """The cost plan's break-even level on the replicas prewarm on-demand only ran per minute in the planning
-    window (the same rule as ``prewarm cost plan --from replicas`` on a deployment's decision log)."""
-    billed = on_demand_run.run.billed[: plan_window_s(workload)]
+def reserved_size(on_demand_run: PooledRun, policy: ScalingPolicy) -> cost_plan.CostPlan:
+    """The cost plan's break-even level on the replicas prewarm on-demand only ran per minute (the same rule as
+    ``prewarm cost plan --basis replicas`` on a deployment's decision log)."""
+    billed = on_demand_run.run.billed
     needed = cost_plan.replicas_in_use(billed, 60)
     return cost_plan.plan(
         needed, RESERVED_PRICE * policy.price_per_replica_hour, policy.price_per_replica_hour, 60.0
@@ -96,19 +96,54 @@ def pooled_policy(policy: ScalingPolicy, reserved: int) -> ScalingPolicy:
 @dataclass
 class Row:
     label: str
-    run: PooledRun
+    cost_by_pool: dict[str, float]
+    violating_s: int
     survived: tuple[int, int] | None = None
+    seconds: float = 0.0  # CPU-side wall time of its simulation
+
+    @property
+    def cost(self) -> float:
+        return sum(self.cost_by_pool.values())
 
 
-def _timed(timings: list[str], label: str, fn: Callable[..., PooledRun], *args: object) -> PooledRun:
-    start = time.perf_counter()
-    out = fn(*args)
-    timings.append(f"{label} {time.perf_counter() - start:.1f} s")
-    return out
+def _row(
+    label: str, run: PooledRun, arrivals: np.ndarray, cluster: ClusterModel, pooled: bool, t0: float
+) -> Row:
+    bad = int(violating_seconds(run.run, arrivals, cluster).sum())
+    survived = interruptions_survived(run, arrivals, cluster) if pooled else None
+    return Row(label, run.cost_by_pool, bad, survived, time.perf_counter() - t0)
 
 
-def run_trace(key: str, cluster: ClusterModel, brief: bool) -> list[str]:
-    """Print one trace's table; return its goal rows."""
+def simulate_prewarm(
+    label: str, workload: Workload, cluster: ClusterModel, policy: ScalingPolicy, initial: int,
+    model: InterruptionModel | None,
+) -> Row:  # fmt: skip
+    """One prewarm run, summarised (runs in a worker process)."""
+    t0 = time.perf_counter()
+    autoscaler = PrewarmAutoscaler(policy, name=label)
+    if model is None:
+        run = simulate_pooled(autoscaler, workload, cluster, policy, initial)
+    else:
+        run = simulate_pooled(autoscaler, workload, cluster, policy, initial, model)
+    return _row(label, run, workload.arrivals, cluster, model is not None, t0)
+
+
+def plan_on_first_window(
+    workload: Workload, cluster: ClusterModel, policy: ScalingPolicy, initial: int
+) -> cost_plan.CostPlan:
+    """prewarm on-demand only over the planning window (the simulation is causal: the same as the first window of
+    the whole run), and the cost plan on the replicas it ran there."""
+    window = plan_window_s(workload)
+    first = Workload(
+        workload.name, workload.start_ts, workload.arrivals[:window], workload.scale, workload.trace_step_s,
+        workload.peak_interval_rps,
+    )  # fmt: skip
+    run = simulate_pooled(PrewarmAutoscaler(policy), first, cluster, policy, initial)
+    return reserved_size(run, policy)
+
+
+def run_trace(key: str, cluster: ClusterModel, brief: bool, workers: int) -> list[str]:
+    """Print one trace's table; return its goal rows. The prewarm runs go to ``workers`` processes."""
     trace = load_trace(TRACES_DIR / TRACES[key])
     scale = scale_for_peak_replicas(
         trace, PEAK_REPLICAS, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION
@@ -120,26 +155,38 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool) -> list[str]:
     base = simulation_policy(ScalingPolicy(forecast_model="profile"), cluster, static_n)
     first = float(workload.arrivals[:60].mean())
     initial = max(base.min_replicas, math.ceil(first / base.planned_rps_per_replica - 1e-9))
-    timings: list[str] = []
     n = workload.seconds
     arrivals = workload.arrivals
-
-    od = _timed(
-        timings, "prewarm on-demand", simulate_pooled,
-        PrewarmAutoscaler(base, name="prewarm on-demand only"), workload, cluster, base, initial,
-    )  # fmt: skip
-    rows = [Row("prewarm on-demand only", od)]
-    plan = reserved_size(workload, od, base)
-    pooled = pooled_policy(base, plan.recommended_reserved)
-    pooled_rows: list[tuple[InterruptionModel, Row]] = []
-    for model in INTERRUPTIONS:
-        run = _timed(
-            timings, f"pools {model.name.split()[0]}", simulate_pooled,
-            PrewarmAutoscaler(pooled, name="prewarm with pools"), workload, cluster, pooled, initial, model,
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        planned = pool.submit(plan_on_first_window, workload, cluster, base, initial)
+        od_job = pool.submit(
+            simulate_prewarm, "prewarm on-demand only", workload, cluster, base, initial, None
+        )
+        plan = planned.result()
+        pooled = pooled_policy(base, plan.recommended_reserved)
+        pooled_jobs = [
+            (
+                model,
+                pool.submit(
+                    simulate_prewarm,
+                    f"prewarm with pools, {model.name}",
+                    workload,
+                    cluster,
+                    pooled,
+                    initial,
+                    model,
+                ),
+            )
+            for model in INTERRUPTIONS
+        ]
+        t0 = time.perf_counter()
+        hpa = _row(
+            "hpa on-demand",
+            simulate_pooled(HpaAutoscaler(BASELINE_TARGET_UTILISATION), workload, cluster, base, initial),
+            arrivals, cluster, False, t0,
         )  # fmt: skip
-        row = Row(f"prewarm with pools, {model.name}", run, interruptions_survived(run, arrivals, cluster))
-        rows.append(row)
-        pooled_rows.append((model, row))
+        od = od_job.result()
+        pooled_rows = [(model, job.result()) for model, job in pooled_jobs]
     static = simulate_schedule(
         "static reserved for the peak",
         workload,
@@ -149,23 +196,12 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool) -> list[str]:
         0,
     )
     static_cost = static_n * n / 3600.0 * RESERVED_PRICE * base.price_per_replica_hour
-    rows.append(
-        Row(
-            f"static reserved for the peak ({static_n})",
-            PooledRun(static, {"reserved": static_n * float(n)}, {"reserved": static_cost}),
-        )
+    static_row = Row(
+        f"static reserved for the peak ({static_n})",
+        {"reserved": static_cost},
+        int(violating_seconds(static, arrivals, cluster).sum()),
     )
-    hpa = _timed(
-        timings,
-        "hpa",
-        simulate_pooled,
-        HpaAutoscaler(BASELINE_TARGET_UTILISATION),
-        workload,
-        cluster,
-        base,
-        initial,
-    )
-    rows.append(Row("hpa on-demand", hpa))
+    rows = [od, *(row for _, row in pooled_rows), static_row, hpa]
 
     window_h = plan_window_s(workload) / 3600
     print(
@@ -178,27 +214,20 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool) -> list[str]:
         "interruptions survived |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-
-    def violating(run: PooledRun) -> int:
-        return int(violating_seconds(run.run, arrivals, cluster).sum())
-
     for row in rows:
-        bad = violating(row.run)
-        cells = " | ".join(
-            f"{row.run.cost_by_pool.get(k, 0.0):.2f}" for k in ("reserved", "spot", "on-demand")
-        )
+        cells = " | ".join(f"{row.cost_by_pool.get(k, 0.0):.2f}" for k in ("reserved", "spot", "on-demand"))
         survived = f"{row.survived[1]}/{row.survived[0]}" if row.survived else "-"
         print(
-            f"| {row.label} | {row.run.cost:.2f} | {cells} | {row.run.cost / od.cost:.3f} | {bad} | "
-            f"{100 * bad / n:.3f} % | {survived} |"
+            f"| {row.label} | {row.cost:.2f} | {cells} | {row.cost / od.cost:.3f} | {row.violating_s} | "
+            f"{100 * row.violating_s / n:.3f} % | {survived} |"
         )
     if not brief:
-        print(f"\nwall time: {', '.join(timings)}")
-    od_share = violating(od) / n
+        print("\nwall time: " + ", ".join(f"{r.label} {r.seconds:.1f} s" for r in rows if r.seconds))
+    od_share = od.violating_s / n
     goals = []
     for model, row in pooled_rows:
-        share = violating(row.run) / n
-        ratio = row.run.cost / od.cost
+        share = row.violating_s / n
+        ratio = row.cost / od.cost
         met = ratio <= GOAL_COST_RATIO and share <= od_share + GOAL_VIOLATION_SLACK
         goals.append(
             f"| {trace.name} | {model.name.split()[0]} | {'met' if met else '**MISSED**'} | {ratio:.3f}x "
@@ -211,12 +240,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", default=",".join(TRACES))
     parser.add_argument("--brief", action="store_true", help="no per-run timing lines")
+    parser.add_argument("--workers", type=int, default=3, help="processes for the prewarm runs (default 3)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     cluster = ClusterModel()
     goal_rows: list[str] = []
     for key in args.traces.split(","):
-        goal_rows.extend(run_trace(key, cluster, args.brief))
+        goal_rows.extend(run_trace(key, cluster, args.brief, max(1, args.workers)))
     print(
         "\n| trace | interruptions | goal | pools / on-demand only cost | "
         "violating share: pools vs on-demand only + 0.02 pp |"
