@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-capacity bench-zero bench-zero-live venv clean
+.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-capacity bench-zero bench-zero-live bench-cost venv clean
 
 venv: $(VENV)/.installed
 
@@ -90,6 +90,10 @@ bench-zero-live: venv
 	scripts/ensure-system.sh
 	$(BIN)/python -m benchmarks.zero_bench
 
+# Capacity pools (reserved, spot, on-demand) with spot interruptions on the shared traces: docs/cost.md.
+bench-cost: venv
+	$(BIN)/python -m benchmarks.cost_bench
+
 bench-simulate: venv
 	$(BIN)/python -m benchmarks.simulate_bench
 	$(BIN)/python -m benchmarks.simulate_bounds
@@ -98,7 +102,7 @@ bench-simulate: venv
 bench-zero: venv
 	$(BIN)/python -m benchmarks.zero_sim --days 7
 
-bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-zero bench-startup bench-capacity bench-zero-live
+bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-zero bench-startup bench-capacity bench-zero-live bench-cost
 
 # Re-run the commands named by the result blocks of README.md and docs/ and put their output in place (~15 min).
 readme-results: venv

@@ -105,6 +105,33 @@ class Reason:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """How a total is split across capacity pools (controller/placement.py).
+
+    ``counts`` are the replicas wanted per pool that will still serve (replicas under an interruption notice are
+    not in them); ``leaving`` the replicas per pool that have a notice and still run until they go, so a pool's
+    backend holds ``counts + leaving`` (``scale_counts``) until then.
+    """
+
+    counts: dict[str, int]
+    leaving: dict[str, int] = field(default_factory=dict)
+    reasons: list[Reason] = field(default_factory=list)
+    unplaced: int = 0  # replicas no pool had room for
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def scale_counts(self) -> dict[str, int]:
+        """What each pool's backend is asked to hold now: the wanted replicas plus the ones still leaving."""
+        return {name: n + self.leaving.get(name, 0) for name, n in self.counts.items()}
+
+    def as_json(self) -> dict[str, object]:
+        return {"counts": dict(self.counts), "leaving": dict(self.leaving), "unplaced": self.unplaced}
+
+
+@dataclass(frozen=True)
 class Decision:
     """The result of one ``decide()`` call.
 
@@ -126,6 +153,7 @@ class Decision:
     capacity_rps: float = math.nan  # the per-replica capacity this decision used (configured or learned)
     idle_since: float | None = None  # first second of the current stretch without traffic (epoch s), if idle
     next_wake_at: float | None = None  # at (or going to) zero: when the forecast says to wake; None: not planned
+    placement: Placement | None = None  # set by controller.placement.with_placement, right after decide()
 
     @property
     def reason_texts(self) -> list[str]:

@@ -42,15 +42,25 @@ import numpy as np
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller.backends.base import BackendError, ReplicaBackend, ReplicaInfo
+from controller.backends.base import (
+    BackendError,
+    DrainNotice,
+    PoolCounts,
+    PooledBackend,
+    ReplicaBackend,
+    ReplicaInfo,
+    scale_placement,
+)
 from controller.backends.factory import build_backend
 from controller.capacity import CapacityEvidence, LearnedCapacity, learn
+from controller.cost import CostMeter, money_per_hour
 from controller.decide import Decision, DecisionState, Observations, decide
 from controller.leases import LeaseManager, bucket_of
 from controller.loop_inputs import DeploymentRow, InputError, InputReader, Inputs, read_deployments
 from controller.loop_metrics import ControllerMetrics
 from controller.loop_pool import ReconcilePool
 from controller.loop_record import Outcome, Recorder
+from controller.placement import with_placement
 from controller.policy import ScalingPolicy
 from controller.sources.window import ObservationWindow
 from prewarm import metric_names as m
@@ -109,6 +119,20 @@ class FencedBackend:
         self._fence()
         self.backend.scale_to(replicas)
 
+    def scale_pools(self, counts: dict[str, int]) -> None:
+        self._fence()
+        scale_placement(self.backend, counts)
+
+    def pool_counts(self) -> dict[str, PoolCounts]:
+        self._fence()
+        return self.backend.pool_counts() if isinstance(self.backend, PooledBackend) else {}
+
+    def drain_notices(self) -> list[DrainNotice]:
+        """Spot replicas on nodes being drained, where the backend can see nodes (Kubernetes with pools)."""
+        self._fence()
+        drains = getattr(self.backend, "drain_notices", None)
+        return list(drains()) if callable(drains) else []
+
     def replicas(self) -> list[ReplicaInfo]:
         self._fence()
         return self.backend.replicas()
@@ -159,6 +183,10 @@ class DeploymentRuntime:
     def held_now(self, now: float) -> int:
         """Requests the activator holds, if its last push is recent."""
         return self.held_requests if 0 <= now - self.held_at < HELD_FRESH_S else 0
+    cost: CostMeter = field(default_factory=CostMeter)  # the cost since this controller took the deployment
+    notices_seen: set[tuple[str, int, float]] = field(default_factory=set)  # interruption notices counted
+    # (pool, pod) on a draining node -> when it leaves
+    drained: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -457,10 +485,25 @@ class ReconcileLoop:
         observations = dataclasses.replace(
             observations, learned_capacity=runtime.learned, held_requests=runtime.held_now(now)
         )
+        pools = backend.pool_counts() if policy.pools and isinstance(backend, PooledBackend) else {}
+        leaving = inputs.leaving_at(now) if policy.pools else {}
+        if policy.pools and callable(getattr(backend, "drain_notices", None)):
+            leaving = self._drained(runtime, backend, policy, inputs, leaving, now, outcome)
+        if leaving:  # replicas under a notice are still in the spec but not capacity: decide without them
+            serving = max(0, current - sum(leaving.values()))
+            observations = dataclasses.replace(observations, current_replicas=serving)
         decision = decide(policy, observations, inputs.forecast, runtime.state, now)
+        decision = with_placement(
+            policy,
+            decision,
+            leaving,
+            {p: c.desired for p, c in pools.items()} if pools else None,
+            {p: c.ready for p, c in pools.items()} if pools else None,
+        )
         self.metrics.observe(runtime.name, policy, observations, inputs.forecast, decision, now)
         runtime.state = decision.new_state
         runtime.last_decision = decision
+        self._export_cost(runtime, policy, decision, inputs, now)
         runtime.decided_at = now
         outcome.decision = decision
         outcome.policy_version = inputs.policy_version
@@ -470,9 +513,18 @@ class ReconcileLoop:
             keep_pool(policy.warm_pool_size)
             parked = getattr(backend, "parked_count", None)
             self.metrics.parked.labels(runtime.name).set(parked() if parked is not None else 0)
-        if decision.act and decision.desired != current:
+        placement = decision.placement
+        moved = (
+            policy.pools
+            and placement is not None
+            and any(pools.get(p, PoolCounts(0, 0)).desired != n for p, n in placement.scale_counts.items())
+        )
+        if decision.act and (decision.desired != current or moved):
             try:
-                backend.scale_to(decision.desired)
+                if policy.pools and placement is not None:
+                    scale_placement(backend, placement.scale_counts)
+                else:
+                    backend.scale_to(decision.desired)
                 outcome.applied = True
                 logger.info(
                     "deployment %s: scaled %d -> %d (%s): %s",
@@ -561,6 +613,66 @@ class ReconcileLoop:
             return False
         self._logged[key] = (message, at)
         return True
+
+    def _drained(
+        self,
+        runtime: DeploymentRuntime,
+        backend: ReplicaBackend,
+        policy: ScalingPolicy,
+        inputs: Inputs,
+        leaving: dict[str, int],
+        now: float,
+        outcome: Outcome,
+    ) -> dict[str, int]:
+        """Add spot replicas on draining nodes to those leaving; new ones are recorded as interruptions."""
+        notices: list[DrainNotice] = backend.drain_notices()  # type: ignore[attr-defined]
+        runtime.drained = {k: v for k, v in runtime.drained.items() if v > now}
+        for notice in notices:
+            key = (notice.pool, notice.replica)
+            if key not in runtime.drained:
+                runtime.drained[key] = now + policy.interruption_notice_s
+                outcome.interruptions.append(
+                    (notice.pool, notice.replica, policy.interruption_notice_s, runtime.drained[key])
+                )
+                self.metrics.spot_interruptions.labels(runtime.name, notice.pool).inc()
+        stored = {(pool, round(leaves, 3)) for pool, _, leaves in inputs.leaving}
+        merged = dict(leaving)
+        for (pool, _replica), leaves in runtime.drained.items():
+            if (pool, round(leaves, 3)) not in stored:  # not yet read back from the store
+                merged[pool] = merged.get(pool, 0) + 1
+        return merged
+
+    def _export_cost(
+        self,
+        runtime: DeploymentRuntime,
+        policy: ScalingPolicy,
+        decision: Decision,
+        inputs: Inputs,
+        now: float,
+    ) -> None:
+        """The cost metrics of one deployment (set by its worker: prometheus-client is thread-safe)."""
+        name = runtime.name
+        counts = (
+            decision.placement.scale_counts
+            if decision.placement is not None
+            else {"on-demand": decision.desired}
+        )
+        runtime.cost.add(policy, now, counts)
+        for pool, rate in money_per_hour(policy, counts).items():
+            self.metrics.cost_per_hour.labels(name, pool).set(rate)
+            self.metrics.cost_total.labels(name, pool).set(runtime.cost.money.get(pool, 0.0))
+        for baseline, ratio in runtime.cost.savings(policy).items():
+            self.metrics.cost_saving.labels(name, baseline).set(ratio)
+        if policy.budget_money_per_hour is not None:
+            self.metrics.budget.labels(name).set(policy.budget_money_per_hour)
+        drained = {
+            (pool, round(leaves, 3)) for (pool, _), leaves in runtime.drained.items()
+        }  # counted when found
+        for notice in inputs.leaving:
+            if notice not in runtime.notices_seen and (notice[0], round(notice[2], 3)) not in drained:
+                runtime.notices_seen.add(notice)
+                self.metrics.spot_interruptions.labels(name, notice[0]).inc(notice[1])
+        runtime.notices_seen = {n for n in runtime.notices_seen if n[2] > now}
 
     def _export(self, name: str, decision: Decision, current: int, ready: int) -> None:
         self.metrics.desired.labels(name).set(decision.desired)

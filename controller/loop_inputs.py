@@ -26,7 +26,15 @@ from controller.decision_values import ForecastInput
 from controller.overrides import OverrideKind, OverrideValue
 from controller.policy import ScalingPolicy
 from controller.repository import effective_end
-from prewarm.db.models import Deployment, ForecastPoint, ForecastRun, Override, Policy, ReplicaEvent
+from prewarm.db.models import (
+    Deployment,
+    ForecastPoint,
+    ForecastRun,
+    Override,
+    Policy,
+    ReplicaEvent,
+    SpotInterruption,
+)
 
 RECENT_STARTUPS = 20  # the startup estimate is the median of this many newest measurements
 
@@ -57,6 +65,15 @@ class Inputs:
     overrides: tuple[OverrideValue, ...]
     forecast: ForecastInput | None
     startup_s: float | None
+    leaving: tuple[tuple[str, int, float], ...] = ()  # (pool, replicas, leaves at) of interruption notices
+
+    def leaving_at(self, now: float) -> dict[str, int]:
+        """Replicas per pool under a notice that have not left yet at ``now``."""
+        out: dict[str, int] = defaultdict(int)
+        for pool, count, leaves_at in self.leaving:
+            if leaves_at > now:
+                out[pool] += count
+        return dict(out)
 
 
 class InputError(Exception):
@@ -89,11 +106,12 @@ class InputReader:
         self._overrides: dict[int, list[OverrideValue]] = {}
         self._forecasts: dict[int, tuple[tuple[float, int], ForecastInput | None]] = {}  # (created, run id)
         self._startups: dict[int, tuple[float, float | None]] = {}
+        self._leaving: dict[int, list[tuple[str, int, float]]] = {}
         self._newest_run_id = 0
         self._known: set[int] = set()
 
     def forget(self, deployment_id: int) -> None:
-        for cache in (self._policies, self._overrides, self._forecasts, self._startups):
+        for cache in (self._policies, self._overrides, self._forecasts, self._startups, self._leaving):
             cache.pop(deployment_id, None)
         self._known.discard(deployment_id)
 
@@ -108,6 +126,9 @@ class InputReader:
                 self._overrides[deployment_id] = overrides.get(deployment_id, [])
             self._refresh_forecasts(session, ids)
             self._refresh_startups(session, ids, now)
+            leaving = self._pending_interruptions(session, ids, now)
+            for deployment_id in ids:
+                self._leaving[deployment_id] = leaving.get(deployment_id, [])
         self._known.update(ids)
 
     def known(self, deployment_id: int) -> bool:
@@ -130,6 +151,7 @@ class InputReader:
             overrides=overrides,
             forecast=self._forecasts.get(deployment_id, ((0.0, 0), None))[1],
             startup_s=self._startups.get(deployment_id, (0.0, None))[1],
+            leaving=tuple(self._leaving.get(deployment_id, ())),
         )
 
     def read(self, ids: Sequence[int], now: float) -> dict[int, Inputs | InputError]:
@@ -190,6 +212,24 @@ class InputReader:
                     reason=row.reason,
                 )
             )
+        return found
+
+    def _pending_interruptions(
+        self, session: Session, ids: Sequence[int], now: float
+    ) -> dict[int, list[tuple[str, int, float]]]:
+        """Interruption notices whose replicas have not left yet."""
+        rows = session.execute(
+            select(
+                SpotInterruption.deployment_id, SpotInterruption.pool, SpotInterruption.count,
+                SpotInterruption.leaves_at,
+            ).where(
+                SpotInterruption.deployment_id.in_(ids),
+                SpotInterruption.leaves_at > datetime.fromtimestamp(now, UTC),
+            )
+        ).all()  # fmt: skip
+        found: dict[int, list[tuple[str, int, float]]] = defaultdict(list)
+        for deployment_id, pool, count, leaves_at in rows:
+            found[deployment_id].append((pool, int(count), leaves_at.timestamp()))
         return found
 
     def _refresh_forecasts(self, session: Session, ids: Sequence[int]) -> None:

@@ -112,6 +112,35 @@ class ControllerMetrics:
             registry=registry,
         )
         self._alerting(registry)
+        self._cost(registry)
+
+    def _cost(self, registry: CollectorRegistry | None) -> None:
+        """Cost by capacity pool (docs/cost.md; the alert rules in deploy/prometheus/alerts.yaml use these names)."""
+        self.cost_per_hour = Gauge(
+            "prewarm_cost_per_hour", "Money per hour the replicas cost now, by capacity pool",
+            ["deployment", "pool"], registry=registry,
+        )  # fmt: skip
+        self.cost_total = Gauge(
+            "prewarm_cost_total",
+            "Money the replicas cost since this controller took the deployment, by capacity pool",
+            ["deployment", "pool"],
+            registry=registry,
+        )
+        self.cost_saving = Gauge(
+            "prewarm_cost_saving_ratio",
+            "1 - cost / baseline since this controller took the deployment; baseline static_peak (the peak held "
+            "all along, on demand) or on_demand (the same replicas, all on demand)",
+            ["deployment", "baseline"],
+            registry=registry,
+        )
+        self.spot_interruptions = Counter(
+            "prewarm_spot_interruptions", "Interruption notices seen, by capacity pool", ["deployment", "pool"],
+            registry=registry,
+        )  # fmt: skip
+        self.budget = Gauge(
+            "prewarm_budget_money_per_hour", "The policy's cost budget (money per hour), when set", ["deployment"],
+            registry=registry,
+        )  # fmt: skip
 
     def _alerting(self, registry: CollectorRegistry | None) -> None:
         """The per deployment signals of deploy/prometheus/alerts.yaml (docs/alerts.md)."""
@@ -270,12 +299,16 @@ class ControllerMetrics:
     def forget(self, deployment: str) -> None:
         """Drop a deployment's series (deleted, or now owned by another controller that exports them)."""
         for metric in (
-            self.desired, self.current, self.ready, self.parked, self.forecast, self.min_replicas, self.max_replicas,
+            self.desired, self.current, self.ready, self.parked, self.forecast, self.budget, self.min_replicas, self.max_replicas,
             self.dry_run, self.forecast_age, self.forecast_max_age, self.forecast_checked, self.forecast_exceeded,
             self.latency_p95, self.latency_slo, self.latency_measured, self.latency_violating,
         ):  # fmt: skip
             with contextlib.suppress(KeyError):
                 metric.remove(deployment)
+        for labelled in (self.cost_per_hour, self.cost_total, self.cost_saving, self.spot_interruptions):
+            for labels in [k for k in list(labelled._metrics) if k[0] == deployment]:
+                with contextlib.suppress(KeyError):
+                    labelled.remove(*labels)
         for value in alert_signals.FORECAST_STATES:
             with contextlib.suppress(KeyError):
                 self.forecast_state.remove(deployment, value)

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controller.decide import Decision
 from controller.leases import fence_check
-from prewarm.db.models import Deployment, DeploymentStatus, ScalingDecision
+from prewarm.db.models import Deployment, DeploymentStatus, ScalingDecision, SpotInterruption
 
 MAX_MESSAGE = 2000
 STATUS_REFRESH_S = 15.0  # an unchanged status row is rewritten this often (the fleet view flags older than 60 s)
@@ -40,6 +40,8 @@ class Outcome:
     errors_total: int = 0
     last_error: tuple[str | None, str | None, float | None] | None = None
     capacity: dict[str, Any] | None = None  # learned capacity (estimate and evidence), stored with the status
+    # (pool, pod, notice s, leaves at epoch s) of spot pods on draining nodes
+    interruptions: list[tuple[str, str, float, float]] = field(default_factory=list)
 
     def fail(self, stage: str, message: str) -> None:
         self.errors.append((stage, message[:MAX_MESSAGE]))
@@ -73,8 +75,28 @@ class Recorder:
             )
             live = [o for o in live if o.deployment_id in existing]  # deleted meanwhile
             self._decisions(connection, [o for o in live if o.record and o.decision is not None])
+            self._interruptions(connection, [o for o in live if o.interruptions])
             self._statuses(connection, live)
         return {o.bucket for o in live}
+
+    def _interruptions(self, connection: Connection, outcomes: list[Outcome]) -> None:
+        """Spot replicas on draining nodes the workers found, as interruption notices."""
+        rows = [
+            {
+                "deployment_id": o.deployment_id,
+                "ts": datetime.fromtimestamp(leaves_at - notice_s, UTC),
+                "pool": pool,
+                "replica": pod[:253],
+                "count": 1,
+                "notice_s": notice_s,
+                "leaves_at": datetime.fromtimestamp(leaves_at, UTC),
+                "source": "kubernetes-drain",
+            }
+            for o in outcomes
+            for pool, pod, notice_s, leaves_at in o.interruptions
+        ]
+        if rows:
+            connection.execute(insert(SpotInterruption), rows)
 
     def _decisions(self, connection: Connection, outcomes: list[Outcome]) -> None:
         if not outcomes:
@@ -91,6 +113,7 @@ class Recorder:
                     "applied": o.applied,
                     "source": o.decision.source,
                     "reasons": o.decision.reason_texts,
+                    "placement": o.decision.placement.as_json() if o.decision.placement is not None else None,
                     "policy_version": o.policy_version,
                     "controller": self.identity,
                     "term": o.term,

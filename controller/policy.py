@@ -10,6 +10,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from controller.pools import CapacityPool, check_pools
+
 
 class ScalingPolicy(BaseModel):
     """How one deployment scales. Unknown fields are rejected so that a typo never silently does nothing."""
@@ -164,6 +166,28 @@ class ScalingPolicy(BaseModel):
         default=None, gt=0, description="Cost budget: at most this much money per hour (needs a price)."
     )
 
+    # Capacity pools (controller/pools.py, controller/placement.py, docs/cost.md)
+    pools: tuple[CapacityPool, ...] = Field(
+        default=(),
+        description="Where replicas come from (reserved, on-demand, spot), each with its price. Empty: one "
+        "on-demand pool at price_per_replica_hour (the budget always uses price_per_replica_hour).",
+    )
+    spot_max_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Most of the total placed on spot. Whatever the share, the reserved and on-demand replicas "
+        "alone always carry what the reactive path needs now, so losing every spot replica at once degrades "
+        "the headroom, never the service.",
+    )
+    interruption_notice_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="Notice assumed for an interruption reported without one (AWS gives 2 minutes, GCP and "
+        "Azure 30 s).",
+    )
+
     # Forecast schedule (used by the forecast job and the simulator, not by decide())
     decision_interval_s: float = Field(default=5.0, gt=0, description="Seconds between two decisions.")
     forecast_refit_interval_s: float = Field(
@@ -277,6 +301,7 @@ class ScalingPolicy(BaseModel):
                 f"forecast_utilisation_max ({self.forecast_utilisation_max}) must be >= forecast_utilisation "
                 f"({self.forecast_utilisation}): it is the hottest the upper band is planned at"
             )
+        check_pools(self.pools, self.max_replicas)
         if self.budget_money_per_hour is not None and self.price_per_replica_hour <= 0:
             raise ValueError("budget_money_per_hour needs price_per_replica_hour > 0 to be enforced")
         return self

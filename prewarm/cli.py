@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "inference.gateway.cli",
     "forecaster.cli",
     "controller.cli",
+    "controller.cost_cli",
     "controller.simulation.cli",
 ]
 

@@ -33,6 +33,7 @@ DEFAULT_FILES = (
     "docs/simulator.md",
     "docs/control-plane.md",
     "docs/production.md",
+    "docs/cost.md",
 )
 BLOCK = re.compile(
     r"<!-- (?P<kind>text output|output) of: (?P<command>.+?) -->\n(?P<content>.*?)<!-- end of output -->",

@@ -181,6 +181,19 @@ def test_dashboard_draws_the_chart_lists_decisions_and_refreshes_without_console
         "the new decision to appear",
     )
 
+    # Cost beside the replicas: the fresh decision's 4 replicas at the policy's price, and a saving so far.
+    with session_factory(pg_engine)() as session:
+        _, policy = repository.current_policy(session, repository.get_deployment(session, "digits").id)
+    expected = f"{4 * policy.price_per_replica_hour:.2f} / h"
+    _wait_for(
+        browser,
+        "(document.querySelector('section[data-deployment=\"digits\"] [data-cost-per-hour]') || {textContent: ''})"
+        f".textContent.startsWith({expected!r})",
+        "the cost per hour of the new decision",
+    )
+    saving = browser.find_element("css selector", 'section[data-deployment="digits"] [data-cost-saving]').text
+    assert saving.endswith("%"), saving  # the decisions so far against their peak held all along
+
     screenshot = tmp_path / "dashboard.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000

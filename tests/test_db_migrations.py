@@ -23,6 +23,7 @@ EXPECTED_TABLES = {
     "policies",
     "overrides",
     "scaling_decisions",
+    "spot_interruptions",
     "replica_events",
 }
 

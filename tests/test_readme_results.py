@@ -19,7 +19,13 @@ readme_results = importlib.util.module_from_spec(_spec)
 sys.modules["readme_results"] = readme_results
 _spec.loader.exec_module(readme_results)
 
-QUICK = ("benchmarks.forecast_bounds", "benchmarks.simulate_bounds", "azure_llm_conv", "azure_llm_code")
+QUICK = (
+    "benchmarks.forecast_bounds",
+    "benchmarks.simulate_bounds",
+    "azure_llm_conv",
+    "azure_llm_code",
+    "prewarm cost plan",
+)
 
 
 def all_blocks() -> list[tuple[str, object]]:
@@ -51,6 +57,8 @@ def test_the_readme_and_docs_hold_the_generated_blocks() -> None:
     assert "python -m benchmarks.simulate_bounds" in commands
     assert "python -m benchmarks.simulate_tuning" in commands
     assert "python -m benchmarks.zero_sim --days 7" in commands
+    assert any(c.startswith("python -m benchmarks.cost_bench --brief") for c in commands)
+    assert any(c.startswith("prewarm cost plan") for c in commands)
     for name, block in all_blocks():
         assert block.command.startswith(readme_results.ALLOWED_PREFIXES), (name, block.command)
         assert readme_results.fenced_body(block).strip(), f"{name}: the block of {block.command!r} is empty"
@@ -59,7 +67,7 @@ def test_the_readme_and_docs_hold_the_generated_blocks() -> None:
 def test_the_slow_blocks_have_the_commands_tables() -> None:
     for _, block in all_blocks():
         body = readme_results.fenced_body(block)
-        if "nasa_http_jul1995_1min.csv" in block.command:
+        if "nasa_http_jul1995_1min.csv" in block.command and "forecast backtest" in block.command:
             assert "| profile" in body and "| prophet" in body and "| holt_winters" in body
             assert "pinball (upper, q 0.9)" in body and "below / above band" in body
             assert "168 origins" in body
@@ -78,6 +86,10 @@ def test_the_slow_blocks_have_the_commands_tables() -> None:
             assert "**nasa_http_jul1995_1min** thinned to 1 request/min" in body
             assert "prewarm-zero >= 40 % cheaper than prewarm-min1" in body
             assert "prewarm-zero >= 5x fewer cold-started requests than kpa-zero" in body
+        if "cost_bench" in block.command:
+            assert "| prewarm on-demand only |" in body and "| hpa on-demand |" in body
+            assert "| static reserved for the peak" in body and "| prewarm with pools, high" in body
+            assert "| trace | interruptions | goal |" in body
         if "simulate_tuning" in block.command:
             assert "| forecast_utilisation_max |" in body and "hottest value" in body
         if "replica_startup" in block.command:

@@ -15,6 +15,7 @@ from controller.api.limits import BodySizeLimit
 from controller.api.openapi import install_problem_openapi
 from controller.api.routers import (
     activation,
+    cost,
     decisions,
     deployments,
     fleet,
@@ -73,7 +74,7 @@ def create_app(engine: Engine, *, settings: Settings, runtime: ControllerRuntime
     def health() -> Health:
         return Health(status="ok", runtime=runtime is not None)
 
-    for module in (deployments, activation, fleet, policies, forecasts, overrides, decisions, samples):
+    for module in (deployments, activation, fleet, policies, forecasts, overrides, decisions, samples, cost):
         api.include_router(module.router)
     app.include_router(api)
     return app

@@ -185,6 +185,9 @@ class DecisionOut(BaseModel):
     source: str
     reasons: list[Any]
     policy_version: int | None
+    placement: dict[str, Any] | None = Field(
+        default=None, description="Replicas per capacity pool: counts, leaving (under a notice), unplaced."
+    )
 
 
 class DecisionPage(BaseModel):

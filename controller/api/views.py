@@ -86,6 +86,7 @@ def decision_out(decision: ScalingDecision) -> DecisionOut:
         source=decision.source,
         reasons=list(decision.reasons),
         policy_version=decision.policy_version,
+        placement=decision.placement,
     )
 
 

@@ -26,6 +26,7 @@ class ReplicaInfo:
     address: str | None = None  # e.g. "127.0.0.1:8101" for a local replica; None where not known
     in_flight: int | None = None
     started_at: float | None = None  # epoch seconds
+    pool: str | None = None  # the capacity pool it runs in, on a pooled backend
 
 
 class BackendError(RuntimeError):
@@ -58,3 +59,41 @@ class ReplicaBackend(Protocol):
     def close(self) -> None:
         """Release resources; a backend that owns processes stops them."""
         ...
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    """One capacity pool's replicas as its backend sees them."""
+
+    desired: int
+    ready: int
+
+
+@dataclass(frozen=True)
+class DrainNotice:
+    """A replica of a pool about to be taken back (its node is being drained or reclaimed)."""
+
+    pool: str
+    replica: str
+    reason: str
+
+
+@runtime_checkable
+class PooledBackend(Protocol):
+    """The extension for capacity pools (docs/cost.md): a backend that runs each pool's replicas on their own."""
+
+    def scale_pools(self, counts: dict[str, int]) -> None:
+        """Ask each named pool for exactly its count (pools not named keep theirs)."""
+        ...
+
+    def pool_counts(self) -> dict[str, PoolCounts]:
+        """Each pool's desired and ready replicas now."""
+        ...
+
+
+def scale_placement(backend: ReplicaBackend, counts: dict[str, int]) -> None:
+    """Act on a placement: per pool on a pooled backend, the total on any other (which has one pool)."""
+    if isinstance(backend, PooledBackend):
+        backend.scale_pools(counts)
+    else:
+        backend.scale_to(sum(counts.values()))

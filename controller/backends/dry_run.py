@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.backends.base import ReplicaBackend, ReplicaInfo, ReplicaState
+from controller.backends.base import PoolCounts, ReplicaBackend, ReplicaInfo, ReplicaState
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ class ScaleRequest:
     ts: float  # epoch seconds
     replicas: int
     previous: int  # the count the backend reported when asked
+    pools: dict[str, int] | None = None  # the placement asked for, per capacity pool
 
 
 class DryRunBackend:
@@ -69,6 +70,22 @@ class DryRunBackend:
         if self._observe is None:
             self._pretended = replicas
         logger.info("dry-run: would scale from %d to %d replicas (not acting)", previous, replicas)
+
+    def scale_pools(self, counts: dict[str, int]) -> None:
+        """Record the placement (never forwarded); the total as ``scale_to`` would."""
+        total = sum(counts.values())
+        if min(counts.values(), default=0) < 0:
+            raise ValueError(f"cannot scale pools to {counts}")
+        previous = self.ready_count()
+        self.requests.append(ScaleRequest(self._clock(), total, previous, dict(counts)))
+        if self._observe is None:
+            self._pretended = total
+        self._pool_plan = dict(counts)
+        logger.info("dry-run: would place %s (total %d, not acting)", counts, total)
+
+    def pool_counts(self) -> dict[str, PoolCounts]:
+        """The last placement recorded, as if every replica were ready."""
+        return {pool: PoolCounts(n, n) for pool, n in getattr(self, "_pool_plan", {}).items()}
 
     @property
     def last_requested(self) -> int | None:

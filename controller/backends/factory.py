@@ -31,8 +31,14 @@ def build_backend(
     if backend in ("kubernetes", "keda"):
         from controller.backends.kubernetes import KubernetesBackend, KubernetesTarget
 
+        config = dict(backend_config)
+        pools = config.pop("pools", None)
         try:
-            target = KubernetesTarget.from_config(backend_config, default_name=name)
+            target = KubernetesTarget.from_config(config, default_name=name)
+            if pools is not None and backend == "kubernetes":
+                from controller.backends.kubernetes_pools import KubernetesPoolsBackend
+
+                return KubernetesPoolsBackend(target, _pool_kinds(pools), events=_events(engine, name))
         except (TypeError, ValueError) as error:
             raise BackendError(f"deployment {name!r}: {error}") from error
         kubernetes = KubernetesBackend(target, events=_events(engine, name))
@@ -44,8 +50,24 @@ def build_backend(
     if backend == "swarm":
         from controller.backends.swarm import SwarmBackend, SwarmTarget
 
+        swarm_config = dict(backend_config)
+        swarm_pools = swarm_config.pop("pools", None)
         try:
-            swarm_target = SwarmTarget.from_config(backend_config, default_name=name)
+            swarm_target = SwarmTarget.from_config(swarm_config, default_name=name)
+            if swarm_pools is not None:
+                import dataclasses
+
+                from controller.backends.pools import PoolsBackend
+
+                kinds = _pool_kinds(swarm_pools)
+                per_pool: dict[str, ReplicaBackend] = {
+                    pool: SwarmBackend(
+                        dataclasses.replace(swarm_target, service=f"{swarm_target.service}-{pool}"),
+                        events=_events(engine, name),
+                    )
+                    for pool in kinds
+                }
+                return PoolsBackend("swarm", per_pool, kinds)
         except (TypeError, ValueError) as error:
             raise BackendError(f"deployment {name!r}: {error}") from error
         return SwarmBackend(swarm_target, events=_events(engine, name))
@@ -58,6 +80,16 @@ def build_backend(
     raise BackendError(
         f"deployment {name!r}: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
     )
+
+
+def _pool_kinds(pools: object) -> dict[str, str]:
+    """backend_config 'pools': pool name -> kind, as the policy's pools."""
+    if not isinstance(pools, dict) or not pools or not all(isinstance(v, str) for v in pools.values()):
+        raise ValueError(
+            "backend_config 'pools' maps each pool name to its kind, e.g. "
+            '{"spot": "spot", "on-demand": "on-demand"}'
+        )
+    return {str(k): v for k, v in pools.items()}
 
 
 def _events(engine: Engine | None, name: str) -> EventSink:

@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 
 from controller.backends import local_events as ev
-from controller.backends.base import BackendError, ReplicaInfo, ReplicaState
+from controller.backends.base import BackendError, PoolCounts, ReplicaInfo, ReplicaState
 from controller.backends.local_events import Event, EventSink, LogEventSink
 from controller.backends.local_process import (
     find_owned_processes,
@@ -128,6 +128,7 @@ class LocalProcessBackend:
         self._desired = 0
         self._pool_size = config.warm_pool_size
         self._refill_after_mono = 0.0
+        self._pools: dict[str, int] = {}  # pool -> replicas, in placement order (labels only)
         self._stop = threading.Event()
         self._probe_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="replica-probe")
         self._published: tuple[ReplicaRecord, ...] | None = None
@@ -167,6 +168,7 @@ class LocalProcessBackend:
     def replicas(self) -> list[ReplicaInfo]:
         load = read_gateway_load(self.config.state_dir / GATEWAY_FILE)
         with self._lock:
+            labels = self._pool_labels()
             return [
                 ReplicaInfo(
                     r.replica_id,
@@ -174,9 +176,34 @@ class LocalProcessBackend:
                     f"{self.config.host}:{r.port}",
                     load.get(r.replica_id),
                     r.started_at,
+                    labels.get(r.replica_id),
                 )
                 for r in self._replicas.values()
             ]
+
+    # PooledBackend: local processes are all alike; pools only label them (prices, for the demo)
+    def scale_pools(self, counts: dict[str, int]) -> None:
+        """Label replicas by pool (oldest first into the pools in the order given) and scale to the total."""
+        with self._lock:
+            self._pools = {p: max(0, n) for p, n in counts.items()}
+        self.scale_to(sum(self._pools.values()))
+
+    def pool_counts(self) -> dict[str, PoolCounts]:
+        with self._lock:
+            labels = self._pool_labels()
+            ready = {r.replica_id for r in self._replicas.values() if r.state is ReplicaState.READY}
+        return {
+            pool: PoolCounts(n, sum(1 for rid, p in labels.items() if p == pool and rid in ready))
+            for pool, n in self._pools.items()
+        }
+
+    def _pool_labels(self) -> dict[str, str]:
+        """Replica id -> pool, the oldest replicas filling the pools in order (caller holds the lock)."""
+        if not self._pools:
+            return {}
+        slots = [pool for pool, n in self._pools.items() for _ in range(n)]
+        ordered = sorted(self._replicas.values(), key=lambda r: (r.started_at or 0.0, r.replica_id))
+        return {r.replica_id: slots[i] for i, r in enumerate(ordered) if i < len(slots)}
 
     def desired_count(self) -> int:
         with self._lock:

@@ -19,7 +19,9 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from controller import repository
+from controller import cost_queries, repository
+from controller.cost import cost_over, money_per_hour
+from controller.policy import ScalingPolicy
 from prewarm import metric_names
 from prewarm.db.models import (
     Deployment,
@@ -280,6 +282,42 @@ class PanelView:
     changes: list[DecisionView]  # newest first: decisions that changed the count
     capacity: dict[str, Any] | None = None  # the owner's stored capacity view: in use, mode, learned estimate
     replicas: ReplicasView | None = None  # from the live status row; None: no controller reported yet
+    cost: CostView | None = None
+
+
+@dataclass(frozen=True)
+class CostView:
+    """Cost beside the replicas: money per hour now by pool, and over the last day with its savings."""
+
+    per_hour: dict[str, float]
+    window_h: float
+    total: float
+    saving_vs_on_demand: float | None
+    saving_vs_static_peak: float | None
+
+
+COST_WINDOW_S = 86400.0
+
+
+def cost_view(session: Session, deployment_id: int, spec: dict[str, Any], now: float) -> CostView | None:
+    """The deployment's cost from its decision log (None when the stored policy no longer validates)."""
+    try:
+        policy = ScalingPolicy.model_validate(spec)
+    except ValueError:
+        return None
+    since = now - COST_WINDOW_S
+    points = cost_queries.cost_points(session, deployment_id, _utc(since), _utc(now))
+    if not points:
+        return None
+    start = max(since, min(p.ts for p in points))
+    report = cost_over(policy, points, start, now)
+    return CostView(
+        per_hour=money_per_hour(policy, points[-1].counts),
+        window_h=(now - start) / 3600.0,
+        total=report.total,
+        saving_vs_on_demand=report.saving(report.on_demand_money),
+        saving_vs_static_peak=report.saving(report.static_peak_money),
+    )
 
 
 def reason_text(reason: Any) -> str:
@@ -351,6 +389,7 @@ def deployment_panel(session: Session, name: str, *, now: float, changes: int = 
         changes=[_decision_view(r) for r in change_rows],
         capacity=dict(status.capacity) if status is not None and status.capacity else None,
         replicas=replicas,
+        cost=cost_view(session, deployment.id, dict(policy.spec), now) if policy else None,
     )
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from html import escape
 from urllib.parse import quote
 
-from controller.dashboard.data import DecisionView, OverrideView, PanelView, ReplicasView
+from controller.dashboard.data import CostView, DecisionView, OverrideView, PanelView, ReplicasView
 
 STATIC = "/dashboard/static"
 POLICY_HIGHLIGHTS = (
@@ -137,11 +137,31 @@ def _changes(changes: list[DecisionView]) -> str:
     return f'<h3>Recent scaling changes</h3><ol class="changes">{rows}</ol>'
 
 
+def _percent(ratio: float | None) -> str:
+    return "–" if ratio is None else f"{100 * ratio:.1f} %"
+
+
+def _cost(cost: CostView | None) -> str:
+    if cost is None:
+        return '<h3>Cost</h3><p class="muted">no decisions to price yet</p>'
+    pools = " · ".join(
+        f"{escape(p)} {v:.2f}" for p, v in cost.per_hour.items() if v > 0 or len(cost.per_hour) == 1
+    )
+    return (
+        f'<h3>Cost</h3><dl class="cost" data-cost><dt>now</dt><dd data-cost-per-hour>'
+        f'{sum(cost.per_hour.values()):.2f} / h <span class="muted">({pools})</span></dd>'
+        f"<dt>last {cost.window_h:.1f} h</dt><dd>{cost.total:.2f}</dd>"
+        f"<dt>saving vs on-demand only</dt><dd data-cost-saving>{_percent(cost.saving_vs_on_demand)}</dd>"
+        f"<dt>saving vs static peak</dt><dd>{_percent(cost.saving_vs_static_peak)}</dd></dl>"
+    )
+
+
 def panel_html(panel: PanelView) -> str:
     """The side panel of one deployment (replaced as a whole on every refresh)."""
     return (
         f'<div class="cell">{_replicas(panel.replicas)}</div>'
         f'<div class="cell">{_latest(panel.latest)}</div>'
+        f'<div class="cell">{_cost(panel.cost)}</div>'
         f'<div class="cell">{_overrides(panel.overrides)}</div>'
         f'<div class="cell">{_policy(panel)}</div>'
         f'<div class="cell">{_capacity(panel)}</div>'

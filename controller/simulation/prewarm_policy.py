@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from controller.capacity import CapacityEvidence, LearnedCapacity, learn
-from controller.decide import DecisionState, ForecastInput, Observations, decide
+from controller.decide import Decision, DecisionState, ForecastInput, Observations, decide
 from controller.decision_values import FloatArray
 from controller.forecast_plan import ForecasterSettings, forecast_input, plan_for
 from controller.policy import ScalingPolicy
@@ -96,6 +96,7 @@ class PrewarmAutoscaler:
     capacity: CapacityEvidence = field(default_factory=CapacityEvidence)  # the same evidence the loop keeps
     learned_capacity: LearnedCapacity | None = None
     capacity_in_use: float | None = None
+    last_decision: Decision | None = None  # the pooled simulator places its total (controller/placement.py)
     _plan: ForecastPlan | None = None
     _bins: HistoryBins | None = None
 
@@ -167,6 +168,7 @@ class PrewarmAutoscaler:
         )
         decision = decide(self.policy, observations, self.forecast, self.state, view.now_ts)
         self.state = decision.new_state
+        self.last_decision = decision
         self.learned_capacity, self.capacity_in_use = learned, decision.capacity_rps
         self.sources[decision.source] += 1
         if decision.forecast_upper_rps is not None:  # decide() used the forecast

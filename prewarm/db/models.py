@@ -199,6 +199,28 @@ class ScalingDecision(Base):
     policy_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     controller: Mapped[str | None] = mapped_column(String(255), nullable=True)  # who decided, under which term
     term: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # replicas per capacity pool (controller/placement.py): {"counts": {...}, "leaving": {...}, "unplaced": n}
+    placement: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+
+
+class SpotInterruption(Base):
+    """A notice that replicas of a pool will be taken back (cloud webhook, node-termination handler, node drain)."""
+
+    __tablename__ = "spot_interruptions"
+    __table_args__ = (
+        Index("ix_spot_interruptions_deployment_ts", "deployment_id", "ts"),
+        Index("ix_spot_interruptions_ts", "ts"),  # retention
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    ts: Mapped[datetime] = mapped_column(default=utc_now)  # when the notice came in
+    pool: Mapped[str] = mapped_column(String(40))
+    replica: Mapped[str | None] = mapped_column(String(253), nullable=True)  # pod / replica id, when known
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    notice_s: Mapped[float] = mapped_column(Float)
+    leaves_at: Mapped[datetime] = mapped_column()
+    source: Mapped[str] = mapped_column(String(32), default="api")  # api | kubernetes-drain
 
 
 class ReplicaEvent(Base):

@@ -188,6 +188,7 @@ class Maintenance:
             ),
             ("scaling_decisions", "ts < :cutoff", now - policy.decisions_s),
             ("replica_events", "ts < :cutoff", now - policy.decisions_s),
+            ("spot_interruptions", "ts < :cutoff", now - policy.decisions_s),
         ]
         for table, condition, cutoff in jobs:
             if not math.isfinite(cutoff):
