@@ -48,6 +48,8 @@ class FakeCluster:
     times: list[float] = field(default_factory=list)  # when each request arrived (time.time())
     delays: dict[str, float] = field(default_factory=dict)  # Authorization header -> seconds to answer late
     release: asyncio.Event | None = None
+    nodes: list[dict[str, Any]] = field(default_factory=list)  # served at /api/v1/nodes
+    aliases: tuple[str, ...] = ()  # other Deployment names served as this one (a pool's Deployment, say)
 
     def scale(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,8 @@ class FakeCluster:
     async def _answer(self, request: kmock.Request) -> dict[str, Any]:
         method = str(request.method.value).upper()
         path = request.url.path
+        for alias in self.aliases:
+            path = path.replace(f"/deployments/{alias}", f"/deployments/{NAME}")
         self.requests.append((method, path, request.data, request.headers.get("Authorization")))
         self.times.append(time.time())
         delay = self.delays.get(request.headers.get("Authorization") or "")
@@ -117,6 +121,9 @@ class FakeCluster:
             return {"status": 200, "payload": self.scale()}
         if path == DEPLOYMENT_PATH and method == "GET":
             return {"status": 200, "payload": self.deployment()}
+        if path == "/api/v1/nodes" and method == "GET":
+            nodes = {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": self.nodes}
+            return {"status": 200, "payload": nodes}
         if path == PODS_PATH and method == "GET":
             assert request.params.get("labelSelector") == "app=resnet"
             return {

@@ -1,6 +1,6 @@
 """Kubernetes with capacity pools, without a cluster: the pool manifests fit the backend, and which nodes count as
-being drained. (The pooled backend's API calls reuse the tested single-Deployment backend per pool; listing nodes
-and pods for drains is not exercised against an API server here.)"""
+being drained, and the drain notices the pooled backend reads over real HTTP from a Kubernetes API mock (kmock):
+spot pods on cordoned or drain-tainted nodes."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ import pytest
 import yaml
 from kubernetes import client
 
-from controller.backends.base import BackendError, PooledBackend
+from controller.backends.base import BackendError, DrainNotice, PooledBackend
 from controller.backends.factory import build_backend
+from controller.backends.kubernetes import KubernetesTarget
 from controller.backends.kubernetes_pools import KubernetesPoolsBackend, node_draining
+from tests.kube_support import NAME, NAMESPACE, ApiServer, api_server
+
+__all__ = ["api_server"]  # the fixture, used below
 
 POOLS_DIR = Path(__file__).resolve().parent.parent / "deploy" / "k8s" / "pools"
 MODELS = {
@@ -104,3 +108,61 @@ def test_the_factory_builds_a_pooled_backend_from_backend_config(tmp_path: Path)
             name="digits", model="m", backend="kubernetes", min_replicas=1, engine=None, state_root=tmp_path,
             backend_config={"kubeconfig": str(kubeconfig), "pools": ["spot"]},
         )  # fmt: skip
+
+
+def _node(name: str, unschedulable: bool = False, taint: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"unschedulable": unschedulable}
+    if taint:
+        spec["taints"] = [{"key": taint, "effect": "NoSchedule"}]
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+def _pod(name: str, node_name: str, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "labels": {"app": "resnet"}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-30T12:00:00Z"
+    return {"metadata": meta, "spec": {"nodeName": node_name, "containers": []}, "status": {"phase": "Running"}}
+
+
+def _pooled(server: ApiServer, pools: dict[str, str]) -> KubernetesPoolsBackend:
+    target = KubernetesTarget.from_config(
+        {"namespace": NAMESPACE, "kubeconfig": str(server.kubeconfig), "context": "test", "max_attempts": 1},
+        default_name="resnet-pool",
+    )
+    server.cluster.aliases = tuple(f"{target.deployment}-{pool}" for pool in pools)
+    return KubernetesPoolsBackend(target, pools)
+
+
+def test_spot_pods_on_cordoned_or_drain_tainted_nodes_are_drain_notices(api_server: ApiServer) -> None:
+    api_server.cluster.nodes = [
+        _node("calm"), _node("cordoned", unschedulable=True), _node("reclaimed", taint="ToBeDeletedByClusterAutoscaler"),
+    ]  # fmt: skip
+    api_server.cluster.pods = [
+        _pod("a", "calm"), _pod("b", "cordoned"), _pod("c", "reclaimed"), _pod("gone", "cordoned", deleting=True),
+    ]  # fmt: skip
+    backend = _pooled(api_server, {"spot": "spot", "on-demand": "on-demand"})
+    try:
+        notices = backend.drain_notices()
+    finally:
+        backend.close()
+    assert sorted(notices, key=lambda n: n.replica) == [
+        DrainNotice("spot", "b", "node cordoned cordoned"),
+        DrainNotice("spot", "c", "node reclaimed taint ToBeDeletedByClusterAutoscaler"),
+    ]
+    assert NAME in {path.split("/")[-1] for _, path, *_ in api_server.cluster.requests if "/deployments/" in path}
+
+
+def test_no_spot_pool_asks_nothing_and_a_failing_api_gives_no_notice(api_server: ApiServer) -> None:
+    backend = _pooled(api_server, {"on-demand": "on-demand"})
+    try:
+        assert backend.drain_notices() == []
+        assert api_server.cluster.requests == []  # no spot pool: no node is listed
+    finally:
+        backend.close()
+    api_server.cluster.nodes = [_node("cordoned", unschedulable=True)]
+    api_server.cluster.faults["GET /api/v1/nodes"] = ["403"]
+    backend = _pooled(api_server, {"spot": "spot"})
+    try:
+        assert backend.drain_notices() == []  # logged, and the decision goes on without notices
+    finally:
+        backend.close()
