@@ -41,7 +41,9 @@ from tests.containers_support import (
 if TYPE_CHECKING:
     from docker import DockerClient
 
-pytestmark = [pytest.mark.containers, pytest.mark.slow]
+# The first test also builds the images (scripts/build-images.sh): on a machine that has none yet that is the debootstrap
+# base and the Python dependencies, several minutes, beyond the suite's default 300 s per test.
+pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 LONG_RUNNING = ("postgres", "controller", "replica", "gateway", "prometheus")
 MAX_REPLICAS = 4
