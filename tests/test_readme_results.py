@@ -73,7 +73,8 @@ def test_the_slow_blocks_have_the_commands_tables() -> None:
             assert "168 origins" in body
         if "fleet_bench" in block.command:
             assert "| deployments | controllers | decisions/s (asked) | lag p50 | lag p99 |" in body
-            assert "| 1,000 | 1 |" in body and "| 1,000 | 2 |" in body and "Largest fleet" in body
+            assert "| 1,000 | 1 |" in body and "| 1,000 | 2 |" in body
+            assert "Largest fleet" in body or "No fleet size measured held" in body
         if "store_bench" in block.command:
             assert "| insert 100,000 samples" in body and "per deployment per day after rollup" in body
         if "simulate_bench" in block.command:
