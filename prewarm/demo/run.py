@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,7 +215,11 @@ class ReplayOutcome:
 def replay(
     stack: LocalStack, store: Any, plan: ReplayPlan, say: Printer, on_tick: Tick | None
 ) -> ReplayOutcome:
-    """Send the live day through the gateway (open loop) and print a line a second while it runs."""
+    """Send the live day through the gateway (open loop) and print a line a second while it runs.
+
+    Ctrl-C ends it: besides the usual KeyboardInterrupt, the signal is remembered and checked every second, so an
+    interrupt that a library swallowed on its way up (one full-suite run went on replaying for 90 s after SIGINT)
+    still stops the replay."""
     from inference.loadgen import RateStep, run_open_loop
     from inference.testing import digits_body
 
@@ -232,20 +238,42 @@ def replay(
         f"{'t':>4} {'trace':>5} {'offered':>8} {'served':>7} {'forecast':>9} {'ready/desired':>13} {'p95':>7}  last decision"
     )
     rates = per_second(plan.live_rates_rps(), plan.interval_replay_s)
-    while sender.is_alive():
-        sender.join(timeout=1.0)
-        if not sender.is_alive():
-            break
-        elapsed = time.time() - started_at
-        if on_tick is not None:
-            on_tick(stack, elapsed)
-        second = min(int(elapsed), len(rates) - 1)
-        say(live_line(stack, store, plan, elapsed, float(rates[second]), time.time()))
+    with _ctrl_c_remembered() as interrupted:
+        while sender.is_alive():
+            sender.join(timeout=1.0)
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+            if not sender.is_alive():
+                break
+            elapsed = time.time() - started_at
+            if on_tick is not None:
+                on_tick(stack, elapsed)
+            second = min(int(elapsed), len(rates) - 1)
+            say(live_line(stack, store, plan, elapsed, float(rates[second]), time.time()))
     load = result["load"]
     return ReplayOutcome(
         started_at, len(rates), load.intended_s, load.latency_s, load.status, load.send_slip_s(),
         decision_lag_during(stack, lag_before),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _ctrl_c_remembered() -> Iterator[threading.Event]:
+    """An event set by SIGINT (which still raises KeyboardInterrupt); the previous handler is restored after."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted  # only the main thread may handle signals; it then gets the interrupt as usual
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def decision_lag_during(stack: LocalStack, before: tuple[dict[float, float], float]) -> tuple[dict[float, float], float]:
