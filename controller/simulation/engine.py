@@ -149,17 +149,34 @@ def simulate_closed_loop(
                     break
                 seg[ready_at - start :] += 1.0
             ready[start:end] = seg
-        capacity = seg * capacity_rps
-        a = arrivals[start:end]
-        if q <= 0.0 and not np.any(a > capacity):
-            continue
-        out = serve(a, capacity, q, queue_bound(cluster, seg))
-        served[start:end] = out.served
-        queue[start:end] = out.queue
-        dropped[start:end] = out.dropped
-        q = float(out.queue[-1])
+        q = serve_period(cluster, arrivals, seg, start, q, served, queue, dropped)
     p95 = cluster.p95_ms(served, ready, queue)
     return PolicyRun(autoscaler.name, ready, billed, served, queue, dropped, p95, actions)
+
+
+def serve_period(
+    cluster: ClusterModel,
+    arrivals: FloatArray,
+    ready: FloatArray,
+    start: int,
+    queued: float,
+    served: FloatArray,
+    queue: FloatArray,
+    dropped: FloatArray,
+) -> float:
+    """Serve the seconds ``[start, start + len(ready))`` with ``ready`` replicas each second, starting with
+    ``queued`` requests waiting; writes ``served``, ``queue`` and ``dropped`` there (left as they are when every
+    arrival is served at once and nothing queues) and returns the queue left at the end."""
+    end = start + ready.size
+    capacity = ready * cluster.replica_capacity_rps
+    a = arrivals[start:end]
+    if queued <= 0.0 and not np.any(a > capacity):
+        return queued
+    out = serve(a, capacity, queued, queue_bound(cluster, ready))
+    served[start:end] = out.served
+    queue[start:end] = out.queue
+    dropped[start:end] = out.dropped
+    return float(out.queue[-1])
 
 
 def simulate_schedule(

@@ -18,8 +18,8 @@ from controller.decision_values import FloatArray
 from controller.placement import place
 from controller.policy import ScalingPolicy
 from controller.pools import CapacityPool, effective_pools
-from controller.simulation.cluster import ClusterModel, queue_bound, serve
-from controller.simulation.engine import Autoscaler, ClusterView, PolicyRun
+from controller.simulation.cluster import ClusterModel
+from controller.simulation.engine import Autoscaler, ClusterView, PolicyRun, serve_period
 from controller.simulation.metrics import violating_seconds
 from controller.simulation.workload import Workload
 
@@ -181,15 +181,7 @@ def simulate_pooled(
             for offset, delta in changes:
                 seg[offset:] += delta
             ready_series[t:end] = seg
-        capacity = seg * capacity_rps
-        a = arrivals[t:end]
-        if q <= 0.0 and not np.any(a > capacity):
-            continue
-        out = serve(a, capacity, q, queue_bound(cluster, seg))
-        served[t:end] = out.served
-        queue[t:end] = out.queue
-        dropped[t:end] = out.dropped
-        q = float(out.queue[-1])
+        q = serve_period(cluster, arrivals, seg, t, q, served, queue, dropped)
     p95 = cluster.p95_ms(served, ready_series, queue)
     run = PolicyRun(autoscaler.name, ready_series, billed, served, queue, dropped, p95, actions)
     billed_by_pool = {p.spec.name: p.billed_s for p in pools}
