@@ -204,21 +204,9 @@ def test_connections_the_server_closed_while_idle_are_replaced() -> None:
     assert summary.sent == 40 and summary.ok == 40 and summary.errors == 0
 
 
-def test_the_generator_reports_how_late_it_sent_its_requests() -> None:
+def test_the_generator_reports_how_late_it_sent_its_requests(trivial_url: str) -> None:
     """Its own lag against the replay clock (a busy machine delays an open-loop generator too)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(trivial_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    try:
-        result = run_open_loop(f"http://127.0.0.1:{port}/", b"{}", [RateStep(1.0, 50)], connections=4)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    result = run_open_loop(trivial_url, b"{}", [RateStep(1.0, 50)], connections=4)
     slip = result.send_slip_s()
     assert len(slip) == 50 and (slip >= 0).all()  # never before its time
     assert float(np.percentile(slip, 50)) < 0.5  # and not absurdly late on an idle local server
