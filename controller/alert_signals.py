@@ -60,9 +60,10 @@ def _new_seconds(values: np.ndarray, last_sample_ts: float | None, after: float 
     """(end times, values) of the window's seconds ending after ``after`` (all of them when None)."""
     if last_sample_ts is None or values.size == 0:
         return np.empty(0), np.empty(0)
-    ends = last_sample_ts - np.arange(values.size - 1, -1, -1, dtype=np.float64)
-    keep = ends > after if after is not None else np.ones(values.size, dtype=bool)
-    return ends[keep], values[keep]
+    # Second k from the end ends at last_sample_ts - k; it is new when that is after ``after``: k < last - after.
+    count = values.size if after is None else min(values.size, max(0, math.ceil(last_sample_ts - after)))
+    ends = last_sample_ts - np.arange(count - 1, -1, -1, dtype=np.float64)
+    return ends, values[values.size - count :]
 
 
 def forecast_misses(observations: Observations, forecast: ForecastInput | None, after: float | None) -> Tally:
