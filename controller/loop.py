@@ -64,7 +64,7 @@ from controller.placement import with_placement
 from controller.policy import ScalingPolicy
 from controller.sources.window import ObservationWindow
 from prewarm import metric_names as m
-from prewarm.db.engine import session_factory
+from prewarm.db.engine import among, session_factory
 from prewarm.db.models import DeploymentStatus, ScalingDecision
 
 logger = logging.getLogger(__name__)
@@ -713,7 +713,7 @@ class ReconcileLoop:
             with self.sessions() as session:
                 rows = session.execute(
                     select(DeploymentStatus.deployment_id, DeploymentStatus.capacity).where(
-                        DeploymentStatus.deployment_id.in_(ids)
+                        among(session, DeploymentStatus.deployment_id, ids)
                     )
                 ).all()
         except SQLAlchemyError:
@@ -742,7 +742,7 @@ class ReconcileLoop:
                 rows = session.execute(
                     select(ScalingDecision.deployment_id, ScalingDecision.ts, ScalingDecision.desired)
                     .where(
-                        ScalingDecision.deployment_id.in_(list(windows)),
+                        among(session, ScalingDecision.deployment_id, windows),
                         ScalingDecision.ts >= datetime.fromtimestamp(now - longest, UTC),
                     )
                     .order_by(ScalingDecision.ts)

@@ -26,6 +26,7 @@ from controller.decision_values import ForecastInput
 from controller.overrides import OverrideKind, OverrideValue
 from controller.policy import ScalingPolicy
 from controller.repository import effective_end
+from prewarm.db.engine import among
 from prewarm.db.models import (
     Deployment,
     ForecastPoint,
@@ -164,7 +165,7 @@ class InputReader:
         versions = dict(
             session.execute(
                 select(Policy.deployment_id, func.max(Policy.version))
-                .where(Policy.deployment_id.in_(ids))
+                .where(among(session, Policy.deployment_id, ids))
                 .group_by(Policy.deployment_id)
             ).all()
         )
@@ -196,7 +197,7 @@ class InputReader:
         moment = datetime.fromtimestamp(now, UTC)
         rows = session.scalars(
             select(Override).where(
-                Override.deployment_id.in_(ids),
+                among(session, Override.deployment_id, ids),
                 Override.ends_at > moment,
                 or_(Override.ended_at.is_(None), Override.ended_at > moment),
             ).order_by(Override.starts_at.desc(), Override.id.desc())
@@ -223,7 +224,7 @@ class InputReader:
                 SpotInterruption.deployment_id, SpotInterruption.pool, SpotInterruption.count,
                 SpotInterruption.leaves_at,
             ).where(
-                SpotInterruption.deployment_id.in_(ids),
+                among(session, SpotInterruption.deployment_id, ids),
                 SpotInterruption.leaves_at > datetime.fromtimestamp(now, UTC),
             )
         ).all()  # fmt: skip
@@ -252,7 +253,7 @@ class InputReader:
         if unseen:
             latest = (
                 select(ForecastRun.deployment_id, func.max(ForecastRun.created_at).label("created_at"))
-                .where(ForecastRun.deployment_id.in_(unseen))
+                .where(among(session, ForecastRun.deployment_id, unseen))
                 .group_by(ForecastRun.deployment_id)
                 .subquery()
             )
@@ -271,11 +272,11 @@ class InputReader:
         }
         if not changed:
             return
-        runs = {r.id: r for r in session.scalars(select(ForecastRun).where(ForecastRun.id.in_(changed.values())))}
+        runs = {r.id: r for r in session.scalars(select(ForecastRun).where(among(session, ForecastRun.id, changed.values())))}
         points: dict[int, list[ForecastPoint]] = defaultdict(list)
         for point in session.scalars(
             select(ForecastPoint)
-            .where(ForecastPoint.run_id.in_(changed.values()))
+            .where(among(session, ForecastPoint.run_id, changed.values()))
             .order_by(ForecastPoint.run_id, ForecastPoint.target_ts)
         ):
             points[point.run_id].append(point)
@@ -301,7 +302,7 @@ class InputReader:
                 .label("rank"),
             )
             .where(
-                ReplicaEvent.deployment_id.in_(stale),
+                among(session, ReplicaEvent.deployment_id, stale),
                 ReplicaEvent.event == "ready",
                 ReplicaEvent.duration_s.is_not(None),
             )

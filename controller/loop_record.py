@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controller.decide import Decision
 from controller.leases import fence_check
+from prewarm.db.engine import among
 from prewarm.db.models import Deployment, DeploymentStatus, ScalingDecision, SpotInterruption
 
 MAX_MESSAGE = 2000
@@ -70,7 +71,7 @@ class Recorder:
                 live = [o for o in live if o.bucket in held and held[o.bucket] == o.term]
             existing = set(
                 connection.scalars(
-                    select(Deployment.id).where(Deployment.id.in_({o.deployment_id for o in live}))
+                    select(Deployment.id).where(among(connection, Deployment.id, {o.deployment_id for o in live}))
                 )
             )
             live = [o for o in live if o.deployment_id in existing]  # deleted meanwhile
