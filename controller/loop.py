@@ -56,7 +56,14 @@ from controller.capacity import CapacityEvidence, LearnedCapacity, learn
 from controller.cost import CostMeter, money_per_hour
 from controller.decide import Decision, DecisionState, Observations, decide
 from controller.leases import LeaseManager, bucket_of
-from controller.loop_inputs import DeploymentRow, InputError, InputReader, Inputs, read_deployments
+from controller.loop_inputs import (
+    DeploymentRow,
+    InputError,
+    InputReader,
+    Inputs,
+    deployments_mark,
+    read_deployments,
+)
 from controller.loop_metrics import ControllerMetrics
 from controller.loop_pool import ReconcilePool
 from controller.loop_record import Outcome, Recorder
@@ -69,7 +76,8 @@ from prewarm.db.models import DeploymentStatus, ScalingDecision
 
 logger = logging.getLogger(__name__)
 
-DEPLOYMENTS_REFRESH_S = 1.0  # how often the deployment list is read again (new, deleted, changed backends)
+DEPLOYMENTS_REFRESH_S = 1.0  # how often the deployment list is checked for change (new, deleted, re-created)
+DEPLOYMENTS_FULL_READ_S = 60.0  # and read in full even when its mark did not change (an edit made outside the API)
 INPUTS_REFRESH_S = 1.0  # how often policies, overrides, forecasts and startups of owned deployments are refreshed
 RECORD_EVERY_S = 0.1  # the background recorder writes finished outcomes this often
 STUCK_AFTER_S = 1.0  # a reconcile running this long holds a thread that the pool replaces for the others
@@ -233,6 +241,8 @@ class ReconcileLoop:
         self._sequence = 0
         self._synced_buckets: frozenset[int] | None = frozenset({-1})  # never equal at the first pass
         self._rows_read_at = -1e18
+        self._rows_full_at = -1e18
+        self._rows_mark: tuple[object, ...] | None = None
         self._passes = 0
         self._logged: dict[tuple[str, str], tuple[str, float]] = {}
         self._inputs_read_at = -1e18
@@ -371,9 +381,17 @@ class ReconcileLoop:
         if not stale and held == self._synced_buckets:
             return
         if stale:
+            full = now - self._rows_full_at >= DEPLOYMENTS_FULL_READ_S or now < self._rows_full_at
             with self.sessions() as session:
-                self._rows = read_deployments(session)
+                mark = deployments_mark(session)
+                changed = full or mark != self._rows_mark
+                if changed:
+                    self._rows = read_deployments(session)
+                    self._rows_full_at = now
+            self._rows_mark = mark
             self._rows_read_at = now
+            if not changed and held == self._synced_buckets:
+                return  # nothing created or deleted, same buckets: the runtimes are as they should be
             if self.leases is not None:
                 self.metrics.set_bucket_deployments(
                     collections.Counter(self.bucket(r.name) for r in self._rows), self.leases.buckets

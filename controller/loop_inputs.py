@@ -95,6 +95,15 @@ def read_deployments(session: Session) -> list[DeploymentRow]:
     return [DeploymentRow(i, n, m, b, dict(c or {}), lo) for i, n, m, b, c, lo in rows]
 
 
+def deployments_mark(session: Session) -> tuple[object, ...]:
+    """A cheap mark of the deployment list that changes when a deployment is created, deleted or re-created
+    (count, id sum, newest id, newest creation): the loop reads the whole list again only when it changes."""
+    row = session.execute(
+        select(func.count(), func.sum(Deployment.id), func.max(Deployment.id), func.max(Deployment.created_at))
+    ).one()
+    return tuple(row)
+
+
 class InputReader:
     """``Inputs`` for many deployments, from caches that ``refresh`` brings up to date in a few bulk queries (the
     loop calls it about once a second for every deployment it owns). Not thread-safe: the loop's pass thread is

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
+from controller import loop as loop_module
 from controller import repository
 from controller.backends.base import BackendError, ReplicaBackend
 from controller.backends.dry_run import DryRunBackend
@@ -216,6 +217,43 @@ def test_deleting_a_deployment_releases_its_backend(engine: Engine) -> None:
     loop.reconcile_once(NOW + 10)
     assert closed == ["digits"]
     assert loop.status("digits") is None
+
+
+def test_the_deployment_list_is_read_again_only_when_its_mark_changes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A created, a deleted and a re-created deployment (same name, new row) are each seen on the next second's
+    check; between changes the list is not read again."""
+    _create(engine)
+    backends: dict[str, ReplicaBackend] = {}
+    loop = _loop(engine, backends)
+    loop.reconcile_once(NOW)
+    first_id = loop.runtimes["digits"].row.id
+    reads: list[int] = []
+    original = loop_module.read_deployments
+
+    def counting(session):  # type: ignore[no-untyped-def]
+        reads.append(1)
+        return original(session)
+
+    monkeypatch.setattr(loop_module, "read_deployments", counting)
+    loop.reconcile_once(NOW + 2)
+    assert reads == []  # nothing changed: the mark said so
+    _create(engine, name="other")
+    loop.reconcile_once(NOW + 4)
+    assert len(reads) == 1 and loop.status("other") is not None
+    with session_factory(engine)() as session:
+        repository.delete_deployment(session, "digits", author="test")
+        session.commit()
+    _create(engine)  # the same name again: a new row, a new backend
+    loop.reconcile_once(NOW + 6)
+    assert len(reads) == 2
+    assert loop.runtimes["digits"].row.id == _id(engine, "digits") != first_id
+
+
+def _id(engine: Engine, name: str) -> int:
+    with session_factory(engine)() as session:
+        return int(session.scalars(select(Deployment.id).where(Deployment.name == name)).one())
 
 
 def test_status_reports_the_live_view(engine: Engine) -> None:
