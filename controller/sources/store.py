@@ -54,11 +54,17 @@ class _Recent:
         self.stamps = np.full((len(self.metrics), self.capacity), -1, dtype=np.int64)
         self.values = np.full((len(self.metrics), self.capacity), np.nan)
 
-    def put(self, metric_index: int, ts: float, value: float) -> None:
-        second = math.floor(ts)
-        slot = second % self.capacity
-        self.stamps[metric_index, slot] = second
-        self.values[metric_index, slot] = value
+    def put(self, metric_index: npt.NDArray[np.int64], ts: FloatArray, value: FloatArray) -> None:
+        """Samples in any order; in each (metric, second) the newest sample wins."""
+        order = np.argsort(ts, kind="stable")
+        metric_index, ts, value = metric_index[order], ts[order], value[order]
+        seconds = np.floor(ts).astype(np.int64)
+        slots = seconds % self.capacity
+        key = metric_index * self.capacity + slots
+        _, from_end = np.unique(key[::-1], return_index=True)  # the last (newest) sample of each slot
+        newest = key.size - 1 - from_end
+        self.stamps[metric_index[newest], slots[newest]] = seconds[newest]
+        self.values[metric_index[newest], slots[newest]] = value[newest]
 
     def window(self, axis: FloatArray) -> dict[str, FloatArray]:
         seconds = axis.astype(np.int64)
@@ -102,10 +108,21 @@ class StoreSource:
                 names[deployment_id] = name
         rows = self.store.read_recent(since, self.metrics, end + 1)
         with self._lock:
-            for deployment_id, metric, ts, value in rows:
-                self._recent[names[deployment_id]].put(self._index[metric], ts, value)
-            for name in names.values():
-                self._recent[name].read_until = end + 1
+            recents = {deployment_id: self._recent[name] for deployment_id, name in names.items()}
+        # The deployments prepared are not being decided now (a busy one is not due): fill their rings unlocked.
+        if rows:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            index = self._index
+            metrics = np.fromiter((index[r[1]] for r in rows), dtype=np.int64, count=len(rows))
+            ts = np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
+            values = np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows))
+            order = np.argsort(ids, kind="stable")
+            ids, metrics, ts, values = ids[order], metrics[order], ts[order], values[order]
+            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+            for start, stop in zip(starts, np.r_[starts[1:], ids.size], strict=True):
+                recents[int(ids[start])].put(metrics[start:stop], ts[start:stop], values[start:stop])
+        for recent in recents.values():
+            recent.read_until = end + 1
         self.rows_read += len(rows)
 
     def forget(self, deployment: str) -> None:
