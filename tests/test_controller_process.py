@@ -58,6 +58,9 @@ def test_controller_decides_forecasts_exports_metrics_and_survives_kill_9(contro
     assert forecast["points"] and forecast["model"]
     # The loop goes on deciding after that decision: wait for the gauge to show it, do not read it once.
     _wait_for(lambda: 'prewarm_controller_desired_replicas{deployment="digits"} 4.0' in controller.get("/metrics"))
+    exposition = controller.get("/metrics")
+    assert 'prewarm_controller_decisions_total{deployment="digits",source=' in exposition
+    assert "_created{" not in exposition  # a series per counter per deployment that nothing reads
     assert "<html" in controller.get("/dashboard").lower()
 
     stored_before = len(controller.get("/api/v1/deployments/digits/decisions?limit=500")["items"])
