@@ -101,9 +101,11 @@ def test_a_second_controller_on_sqlite_is_refused(migrated_sqlite_url: str) -> N
     try:
         with engine.begin() as connection:
             connection.execute(update(ControllerLease).values(holder=None, expires_at=None))
-        first = _manager(engine, "first")
+        # Leases long enough that the first one cannot expire before the second asks on a busy machine.
+        held = LeaseTimings(lease_s=60.0, renew_deadline_s=40.0, retry_s=1.0)
+        first = LeaseManager(engine, buckets=8, timings=held, identity="first")
         first.tick()
-        second = _manager(engine, "second")
+        second = LeaseManager(engine, buckets=8, timings=held, identity="second")
         with pytest.raises(StoreSharedError, match=r"SQLite supports one controller.*Postgres"):
             second.tick()
         first.release_all()
