@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from controller.policy import ScalingPolicy
+from controller.simulation.baselines import KpaAutoscaler
 from controller.simulation.cluster import ClusterModel
 from controller.simulation.sparse import (
     SPARSE_REQUESTS_PER_MINUTE,
@@ -33,21 +34,23 @@ from controller.simulation.sparse import (
 )
 from controller.simulation.workload import Workload
 from controller.simulation.zero_bound import zero_frontier
-from controller.simulation.zero_run import BoundCheck, ZeroComparison, bound_check, run_zero, table
-from prewarm.traces import TRACES_DIR, load_trace
+from controller.simulation.zero_run import (
+    COLD_START_GOAL,
+    COST_GOAL,
+    ZERO_POLICIES,
+    BoundCheck,
+    ZeroComparison,
+    bound_check,
+    run_zero,
+    table,
+)
+from prewarm.traces import TRACES_DIR, Trace, load_trace
 
 TRACES = {"nasa": "nasa_http_jul1995_1min.csv", "code": "azure_llm_code_2023_1s.csv"}
 
 
-def run_level(
-    key: str,
-    per_minute: float,
-    days: float,
-    cluster: ClusterModel,
-    policy: ScalingPolicy,
-    oracle_period_s: int = 3600,
-) -> Level:
-    """One trace at one sparsity: print its block (thinning, table, goals, the rate oracle) and return its figures."""
+def sparse_workload(key: str, per_minute: float, days: float) -> tuple[Trace, Workload]:
+    """The trace ``key`` thinned to ``per_minute`` (seeded: every call gives the same arrivals), its first days."""
     trace = load_trace(TRACES_DIR / TRACES[key])
     keep = keep_for_mean_rate(trace, per_minute)
     workload = thinned_arrivals(trace, keep)
@@ -56,11 +59,24 @@ def run_level(
         workload = Workload(
             workload.name, workload.start_ts, head, keep, workload.trace_step_s, workload.peak_interval_rps
         )
-    start = time.perf_counter()
-    result = run_zero(workload, cluster, policy)
-    total = time.perf_counter() - start
+    return trace, workload
+
+
+def run_one(key: str, per_minute: float, days: float, name: str, forecast_model: str) -> ZeroComparison:
+    """One policy on one sparse workload (a worker process's job)."""
+    _, workload = sparse_workload(key, per_minute, days)
+    return run_zero(workload, ClusterModel(), ScalingPolicy(forecast_model=forecast_model), policies=(name,))
+
+
+def print_level(
+    key: str, per_minute: float, days: float, result: ZeroComparison, oracle_period_s: int, grace_s: float
+) -> Level:
+    """One trace at one sparsity: print its block (thinning, table, goals, the rate oracle), return its figures."""
+    trace, workload = sparse_workload(key, per_minute, days)
+    cluster = ClusterModel()
+    keep = workload.scale
     rates, period = period_rates(trace, keep, workload.seconds, oracle_period_s)
-    frontier = zero_frontier(rates, period, cluster.startup_s, policy.scale_to_zero_grace_s)
+    frontier = zero_frontier(rates, period, cluster.startup_s, grace_s)
     bound = bound_check(result, frontier, period)
     print(
         f"\n**{trace.name}** thinned to {per_minute:g} request/min on average (keep {keep:.5f}): "
@@ -82,8 +98,9 @@ def run_level(
         print(f"- {'met' if met else '**MISSED**'}: {name}: {detail}")
     for line in bound.lines():
         print(f"- {line}")
+    total = sum(r.elapsed_s for r in result.rows.values())
     timings = ", ".join(f"{r.name} {r.elapsed_s:.1f} s" for r in result.rows.values())
-    print(f"\nwall time {total:.1f} s ({timings}); prewarm-zero sources {result.sources}")
+    print(f"\nsimulated in {total:.1f} s of wall time ({timings}); prewarm-zero sources {result.sources}")
     return Level(per_minute, float(workload.arrivals.sum()), result, bound, [met for _, met, _ in goals])
 
 
@@ -120,6 +137,55 @@ def sweep_table(levels: list[Level]) -> str:
     return "\n".join(lines)
 
 
+def run_all(
+    keys: list[str], levels: list[float], days: float, forecast_model: str, jobs: int
+) -> dict[tuple[str, float], ZeroComparison]:
+    """Every policy on every (trace, sparsity), ``jobs`` at a time in worker processes (1: in this process)."""
+    tasks = [(key, level, name) for key in keys for level in levels for name in ZERO_POLICIES]
+    if jobs <= 1:
+        done = [run_one(key, level, days, name, forecast_model) for key, level, name in tasks]
+    else:
+        heavy_first = sorted(range(len(tasks)), key=lambda i: not tasks[i][2].startswith("prewarm"))
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {
+                i: pool.submit(run_one, *tasks[i][:2], days, tasks[i][2], forecast_model) for i in heavy_first
+            }
+            done = [futures[i].result() for i in range(len(tasks))]
+    out: dict[tuple[str, float], ZeroComparison] = {}
+    for (key, level, name), part in zip(tasks, done, strict=True):
+        prev = out.get((key, level))
+        rows = {**(prev.rows if prev else {}), **part.rows}
+        sources = part.sources if name == "prewarm-zero" else (prev.sources if prev else {})
+        out[(key, level)] = ZeroComparison(part.workload, rows, sources)
+    return out
+
+
+def oracle_table(key: str, levels: list[float], days: float, oracle_period_s: int, grace_s: float) -> str:
+    """No simulation: per sparsity, the rate oracle's fewest cold starts for the cost goal against a model of
+    kpa-zero (reactive zero in every period, down after its stable window plus its grace: the same cycle formula),
+    and their ratio, which the cold-start goal needs at or below 1 / COLD_START_GOAL."""
+    kpa = KpaAutoscaler(ClusterModel().replica_capacity_rps, scale_to_zero=True)
+    kpa_idle_s = kpa.stable_window_s + kpa.scale_to_zero_grace_s
+    startup_s = ClusterModel().startup_s
+    lines = [
+        "| requests/min | requests | quietest hour, busiest hour (requests/min) | oracle: cold for 40 % at zero | "
+        f"kpa-zero model: at zero, cold | oracle / kpa (goal <= {1 / COLD_START_GOAL:.2f}) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for level in levels:
+        trace, workload = sparse_workload(key, level, days)
+        rates, period = period_rates(trace, workload.scale, workload.seconds, oracle_period_s)
+        ours = zero_frontier(rates, period, startup_s, grace_s).min_cold(1 - COST_GOAL)
+        theirs = zero_frontier(rates, period, startup_s, kpa_idle_s)
+        ratio = "-" if ours is None else f"{ours / theirs.cold[-1]:.2f}"
+        lines.append(
+            f"| {level:g} | {rates.sum() * period:.0f} | {60 * rates.min():.3g}, {60 * rates.max():.3g} | "
+            f"{'-' if ours is None else f'{ours:.0f}'} | "
+            f"{100 * theirs.zero_s[-1] / theirs.span_s:.1f} %, {theirs.cold[-1]:.0f} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", default=",".join(TRACES))
@@ -133,15 +199,27 @@ def main() -> None:
     parser.add_argument(
         "--oracle-period-s", type=int, default=3600, help="the rate oracle knows the rate of each such period"
     )
+    parser.add_argument("--jobs", type=int, default=2, help="policies simulated at once, in worker processes")
+    parser.add_argument(
+        "--oracle-only",
+        action="store_true",
+        help="no simulation: the rate oracle against a model of kpa-zero",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    cluster = ClusterModel()
-    policy = ScalingPolicy(forecast_model=args.forecast_model)
+    keys = args.traces.split(",")
     levels = [float(v) for v in args.per_minute.split(",")]
-    for key in args.traces.split(","):
+    grace_s = ScalingPolicy().scale_to_zero_grace_s
+    if args.oracle_only:
+        for key in keys:
+            print(f"\n**{TRACES[key].removesuffix('.csv')}**, rate oracle per {args.oracle_period_s} s:\n")
+            print(oracle_table(key, levels, args.days, args.oracle_period_s, grace_s))
+        return
+    results = run_all(keys, levels, args.days, args.forecast_model, args.jobs)
+    for key in keys:
         done = [
-            run_level(key, per_minute, args.days, cluster, policy, args.oracle_period_s)
-            for per_minute in levels
+            print_level(key, level, args.days, results[(key, level)], args.oracle_period_s, grace_s)
+            for level in levels
         ]
         if len(done) > 1:
             print(f"\n**{TRACES[key].removesuffix('.csv')}**, sweep of the sparsity:\n")

@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from controller.simulation.metrics import ColdStarts
+from controller.simulation.baselines import KpaAutoscaler
+from controller.simulation.cluster import ClusterModel
+from controller.simulation.engine import simulate_closed_loop
+from controller.simulation.metrics import ColdStarts, cold_starts
 from controller.simulation.sparse import period_rates
 from controller.simulation.workload import Workload
 from controller.simulation.zero_bound import reactive_zero_cycle, zero_frontier
@@ -136,3 +139,17 @@ def test_the_goals_are_out_of_reach_when_every_hour_is_busy() -> None:
         comparison(2.0, 0.25, kpa_cold=100.0), zero_frontier([1.0, 1.0], 3600.0, 22.0, 30.0), 3600
     )
     assert out_of_reach.cold_at_goal is None and out_of_reach.reachable is False
+
+
+def test_the_cycle_formula_predicts_kpa_zero_in_the_simulator() -> None:
+    """The frontier's premise, checked on the engine: reactive zero on stationary Poisson arrivals (Knative's KPA,
+    down after its 60 s window and 30 s grace) spends the predicted share at zero and pays the predicted cold starts."""
+    rate, hours = 1 / 60, 24
+    arrivals = np.random.default_rng(3).poisson(rate, hours * 3600).astype(float)
+    cluster = ClusterModel()
+    kpa = KpaAutoscaler(cluster.replica_capacity_rps, scale_to_zero=True)
+    run = simulate_closed_loop(kpa, Workload("p", 0.0, arrivals, 1.0, 1, 1.0), cluster, 1, 0, 3)
+    model = reactive_zero_cycle(rate, cluster.startup_s, kpa.stable_window_s + kpa.scale_to_zero_grace_s)
+    assert float(np.mean(run.billed <= 0)) == pytest.approx(model.zero_share, rel=0.1)
+    cold = cold_starts(run.ready, arrivals).requests
+    assert cold == pytest.approx(model.cold_per_s * arrivals.size, rel=0.1)
