@@ -168,7 +168,7 @@ def oracle_table(key: str, levels: list[float], days: float, oracle_period_s: in
     kpa_idle_s = kpa.stable_window_s + kpa.scale_to_zero_grace_s
     startup_s = ClusterModel().startup_s
     lines = [
-        "| requests/min | requests | quietest hour, busiest hour (requests/min) | oracle: cold for 40 % at zero | "
+        "| requests/min | requests | quietest, busiest period (requests/min) | oracle: cold for 40 % at zero | "
         f"kpa-zero model: at zero, cold | oracle / kpa (goal <= {1 / COLD_START_GOAL:.2f}) |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
