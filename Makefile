@@ -104,7 +104,7 @@ bench-zero: venv
 
 # The same at sparser thinnings, with the rate oracle's check (docs/zero.md, "The sparsity sweep").
 bench-zero-sweep: venv
-	$(BIN)/python -m benchmarks.zero_sim --days 7 --traces nasa --per-minute 0.1,0.3
+	$(BIN)/python -m benchmarks.zero_sim --days 7 --traces nasa --per-minute 0.1,0.3 --jobs 4
 
 bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-zero bench-startup bench-capacity bench-zero-live bench-cost
 
