@@ -92,7 +92,10 @@ def test_the_slow_blocks_have_the_commands_tables() -> None:
             if "--per-minute" not in block.command:
                 assert "**nasa_http_jul1995_1min** thinned to 1 request/min" in body
             else:
-                assert "sweep of the sparsity" in body and "| requests/min | requests | prewarm-zero cost" in body
+                assert (
+                    "sweep of the sparsity" in body
+                    and "| requests/min | requests | prewarm-zero cost" in body
+                )
             assert "prewarm-zero >= 40 % cheaper than prewarm-min1" in body
             assert "prewarm-zero >= 5x fewer cold-started requests than kpa-zero" in body
             assert "rate oracle (knows each 1 h period's rate)" in body
