@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-capacity bench-zero bench-zero-live bench-cost venv clean
+.PHONY: demo test test-containers images lint readme-results bench bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-startup bench-capacity bench-zero bench-zero-sweep bench-zero-live bench-cost venv clean
 
 venv: $(VENV)/.installed
 
@@ -101,6 +101,10 @@ bench-simulate: venv
 
 bench-zero: venv
 	$(BIN)/python -m benchmarks.zero_sim --days 7
+
+# The same at sparser thinnings, with the rate oracle's check (docs/zero.md, "The sparsity sweep").
+bench-zero-sweep: venv
+	$(BIN)/python -m benchmarks.zero_sim --days 7 --traces nasa --per-minute 0.1,0.3 --jobs 4
 
 bench: bench-store bench-fleet bench-replica bench-grpc bench-gateway bench-forecast bench-simulate bench-zero bench-startup bench-capacity bench-zero-live bench-cost
 

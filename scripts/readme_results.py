@@ -34,6 +34,7 @@ DEFAULT_FILES = (
     "docs/control-plane.md",
     "docs/production.md",
     "docs/cost.md",
+    "docs/zero.md",
 )
 BLOCK = re.compile(
     r"<!-- (?P<kind>text output|output) of: (?P<command>.+?) -->\n(?P<content>.*?)<!-- end of output -->",

@@ -25,6 +25,7 @@ QUICK = (
     "azure_llm_conv",
     "azure_llm_code",
     "prewarm cost plan",
+    "zero_sim --oracle-only",
 )
 
 
@@ -57,6 +58,8 @@ def test_the_readme_and_docs_hold_the_generated_blocks() -> None:
     assert "python -m benchmarks.simulate_bounds" in commands
     assert "python -m benchmarks.simulate_tuning" in commands
     assert "python -m benchmarks.zero_sim --days 7" in commands
+    assert any(c.startswith("python -m benchmarks.zero_sim --oracle-only") for c in commands)
+    assert any("zero_sim" in c and "--per-minute 0.1,0.3" in c for c in commands)
     assert any(c.startswith("python -m benchmarks.cost_bench --brief") for c in commands)
     assert any(c.startswith("prewarm cost plan") for c in commands)
     for name, block in all_blocks():
@@ -81,12 +84,21 @@ def test_the_slow_blocks_have_the_commands_tables() -> None:
             for policy in ("static-peak", "hpa", "kpa", "prewarm", "hpa-tuned", "oracle"):
                 assert f"| {policy}" in body
             assert "| goal | nasa | conv | code | tune | show |" in body
-        if "zero_sim" in block.command:
+        if "zero_sim" in block.command and "--oracle-only" in block.command:
+            assert "| requests/min | requests | quietest, busiest period (requests/min) |" in body
+        elif "zero_sim" in block.command:
             for policy in ("prewarm-min1", "prewarm-zero", "kpa-zero", "hpa-min1"):
                 assert f"| {policy} |" in body
-            assert "**nasa_http_jul1995_1min** thinned to 1 request/min" in body
+            if "--per-minute" not in block.command:
+                assert "**nasa_http_jul1995_1min** thinned to 1 request/min" in body
+            else:
+                assert (
+                    "sweep of the sparsity" in body
+                    and "| requests/min | requests | prewarm-zero cost" in body
+                )
             assert "prewarm-zero >= 40 % cheaper than prewarm-min1" in body
             assert "prewarm-zero >= 5x fewer cold-started requests than kpa-zero" in body
+            assert "rate oracle (knows each 1 h period's rate)" in body
         if "cost_bench" in block.command:
             assert "| prewarm on-demand only |" in body and "| hpa on-demand |" in body
             assert "| static reserved for the peak" in body and "| prewarm with pools, high" in body

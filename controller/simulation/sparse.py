@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from controller.decision_values import FloatArray
 from controller.simulation.workload import DEFAULT_SEED, Workload
 from prewarm.traces import Trace
 
@@ -63,3 +64,15 @@ def quietest_hour(workload: Workload) -> tuple[int, float, float] | None:
     busy = np.array([(minutes[hour_of_day == h] > 0).mean() for h in range(24)])
     h = int(np.argmin(rate))
     return h, float(busy[h]), float(rate[h])
+
+
+def period_rates(trace: Trace, keep: float, seconds: int, period_s: int = 3600) -> tuple[FloatArray, int]:
+    """The thinned trace's Poisson rate (requests/s) in each whole period of ``period_s`` over its first ``seconds``:
+    what an oracle on the rate knows. A span shorter than a period is one period of its own length."""
+    step = trace.step_s
+    n = min(len(trace.requests), max(1, seconds // step))
+    period = max(step, min(period_s, n * step) // step * step)
+    per = period // step
+    whole = n // per
+    counts = trace.requests[: whole * per].reshape(whole, per).sum(axis=1)
+    return keep * counts / period, int(period)

@@ -20,6 +20,7 @@ from controller.simulation.metrics import ColdStarts, cold_starts, violating_sec
 from controller.simulation.prewarm_policy import PrewarmAutoscaler
 from controller.simulation.run import BASELINE_TARGET_UTILISATION, simulation_policy
 from controller.simulation.workload import Workload
+from controller.simulation.zero_bound import ZeroFrontier
 
 ZERO_POLICIES = ("prewarm-min1", "prewarm-zero", "kpa-zero", "hpa-min1")
 COST_GOAL = 0.60  # prewarm with zero at least 40 % cheaper than prewarm with min 1
@@ -67,6 +68,69 @@ class ZeroComparison:
                 )
             )
         return out
+
+
+@dataclass(frozen=True)
+class BoundCheck:
+    """The goals against the rate oracle's frontier (controller/simulation/zero_bound.py) on the same workload.
+
+    The cost goal is read as a share of time at zero: with a peak of one replica (every sparse trace here) each
+    second at zero saves the one replica prewarm with min 1 pays, so the goal needs ``1 - COST_GOAL`` of min 1's
+    replica-hours at zero."""
+
+    period_s: int
+    zero_share_needed: float  # share of the span at zero the cost goal needs
+    cold_at_goal: float | None  # the oracle's fewest expected cold starts for that share (None: beyond)
+    cold_limit: float | None  # what the cold-start goal allows: kpa-zero's measured count / COLD_START_GOAL
+    zero_share_ours: float | None  # prewarm-zero's measured share at zero
+    cold_at_ours: float | None  # the oracle's fewest expected cold-started requests at prewarm-zero's share
+
+    @property
+    def reachable(self) -> bool | None:
+        """Whether a policy knowing the hourly rate could meet both goals at once (in expectation)."""
+        if self.cold_limit is None:
+            return None
+        return self.cold_at_goal is not None and self.cold_at_goal <= self.cold_limit
+
+    def lines(self) -> list[str]:
+        """The check as Markdown list items."""
+        hours = (
+            f"{self.period_s / 3600:g} h" if self.period_s % 3600 == 0 else f"{self.period_s / 60:.0f} min"
+        )
+        need = f"{100 * self.zero_share_needed:.1f} % of the time at zero"
+        best = (
+            "not reachable even at zero in every period"
+            if self.cold_at_goal is None
+            else f"at least {self.cold_at_goal:.0f} expected cold-started requests"
+        )
+        out = [f"rate oracle (knows each {hours} period's rate): {need} (the cost goal) costs {best}"]
+        if self.cold_limit is not None:
+            verdict = {True: "reachable", False: "NOT reachable", None: "-"}[self.reachable]
+            out.append(f"both goals together: {verdict} (the cold-start goal allows {self.cold_limit:.0f})")
+        if self.zero_share_ours is not None and self.cold_at_ours is not None:
+            out.append(
+                f"at prewarm-zero's {100 * self.zero_share_ours:.1f} % at zero the oracle needs "
+                f"{self.cold_at_ours:.0f} cold-started requests"
+            )
+        return out
+
+
+def bound_check(result: ZeroComparison, frontier: ZeroFrontier, period_s: int) -> BoundCheck:
+    """Where the goals and prewarm-zero's measured figures sit against ``frontier`` (the same workload's)."""
+    r = result.rows
+    span_h = result.workload.seconds / 3600.0
+    min1 = r["prewarm-min1"].replica_hours if "prewarm-min1" in r else span_h
+    need = (1 - COST_GOAL) * min1 / span_h if span_h > 0 else 0.0
+    limit = r["kpa-zero"].cold.requests / COLD_START_GOAL if "kpa-zero" in r else None
+    ours = r["prewarm-zero"].zero_share if "prewarm-zero" in r else None
+    return BoundCheck(
+        period_s,
+        need,
+        frontier.min_cold(need),
+        limit,
+        ours,
+        frontier.min_cold(ours) if ours is not None else None,
+    )
 
 
 def _autoscaler(name: str, policy: ScalingPolicy, cluster: ClusterModel) -> tuple[Autoscaler, int]:
