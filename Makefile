@@ -24,7 +24,8 @@ lint: venv
 
 # Every test runs, in two passes: the in-process ones (neither slow nor containers) spread over $(TEST_WORKERS)
 # workers (pytest-xdist, a test module's tests on one worker), then the slow ones (real processes, timed replays,
-# Docker) one at a time as before, so that no timed assertion shares the machine with another test. Whatever an
+# Docker) one at a time as before, so that no timed assertion shares the machine with another test, together with
+# those pytest-xdist cannot tell apart (one_process: schemathesis' tests, one per operation, share an id). Whatever an
 # interrupted run left of the container tests (stacks, services, containers, networks, volumes) is removed
 # afterwards, pass or fail. Images stay cached.
 TEST_WORKERS ?= 2
@@ -32,8 +33,8 @@ test: venv
 	scripts/ensure-system.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not containers"; fast=$$?; \
-	$(BIN)/pytest -m "slow or containers"; slow=$$?; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not containers and not one_process"; fast=$$?; \
+	$(BIN)/pytest -m "slow or containers or one_process"; slow=$$?; \
 	scripts/ensure-docker.sh --clean; \
 	[ $$fast = 0 ] && exit $$slow; exit $$fast
 
