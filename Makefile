@@ -22,13 +22,21 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The container tests (pytest -m containers) run with the rest; whatever an interrupted run left of them (stacks,
-# services, containers, networks, volumes) is removed afterwards, pass or fail. Images stay cached.
+# Every test runs, in two passes: the in-process ones (neither slow nor containers) spread over $(TEST_WORKERS)
+# workers (pytest-xdist, a test module's tests on one worker), then the slow ones (real processes, timed replays,
+# Docker) one at a time as before, so that no timed assertion shares the machine with another test, together with
+# those pytest-xdist cannot tell apart (one_process: schemathesis' tests, one per operation, share an id). Whatever an
+# interrupted run left of the container tests (stacks, services, containers, networks, volumes) is removed
+# afterwards, pass or fail. Images stay cached.
+TEST_WORKERS ?= 2
 test: venv
 	scripts/ensure-system.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest; status=$$?; scripts/ensure-docker.sh --clean; exit $$status
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not containers and not one_process"; fast=$$?; \
+	$(BIN)/pytest -m "slow or containers or one_process"; slow=$$?; \
+	scripts/ensure-docker.sh --clean; \
+	[ $$fast = 0 ] && exit $$slow; exit $$fast
 
 test-containers: venv
 	scripts/ensure-system.sh

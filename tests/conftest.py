@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,7 +100,16 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects: the ``one_process`` marks below must be there by then
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The container tests (``-m containers``, minutes of Docker work) run after the rest, in their own order, so
-    that they neither delay the other tests nor share the machine's busiest minutes with them."""
+    that they neither delay the other tests nor share the machine's busiest minutes with them.
+
+    Tests that share their id with another (schemathesis makes one per API operation, all named as the function)
+    are marked ``one_process``: pytest-xdist would run only one of them, so ``make test`` runs them in its
+    one-process pass."""
     items.sort(key=lambda item: item.get_closest_marker("containers") is not None)
+    seen = Counter(item.nodeid for item in items)
+    for item in items:
+        if seen[item.nodeid] > 1:
+            item.add_marker(pytest.mark.one_process)
