@@ -175,3 +175,37 @@ def test_cost_plan_from_the_replicas_run(client: TestClient, engine: Engine) -> 
     assert body["basis"] == "replicas" and body["hours"] == 24
     assert body["recommended_reserved"] == 4  # 18/24 = 0.75 of the time > 0.6
     assert_problem(client.get(f"{BASE}/cost/plan", params={"basis": "guess"}), 422)
+
+
+def test_cost_plan_knows_what_spot_would_carry(client: TestClient, engine: Engine) -> None:
+    pooled(client)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    with engine.begin() as connection:
+        deployment_id = connection.scalar(select(Deployment.id).where(Deployment.name == "digits"))
+        connection.execute(
+            insert(ScalingDecision),
+            [  # 4 replicas for 18 of the last 24 hours, the spot bound keeping 2 of them; 1 for the other 6
+                {
+                    "deployment_id": deployment_id,
+                    "ts": hour - timedelta(hours=h),
+                    "current": 0,
+                    "desired": 4 if h <= 18 else 1,
+                    "applied": True,
+                    "source": "predictive",
+                    "reasons": [],
+                    "placement": {
+                        "counts": {"reserved": 2, "spot": 2, "on-demand": 0} if h <= 18 else {"reserved": 1},
+                        "leaving": {},
+                        "unplaced": 0,
+                        "non_spot": 2 if h <= 18 else 1,
+                    },
+                }
+                for h in range(1, 25)
+            ],
+        )
+    body = client.get(f"{BASE}/cost/plan", params={"days": 1}).json()
+    # level 2: kept off spot 18/24 = 0.75 of the time > 0.6; levels 3 and 4 would replace spot: 0.3 x 0.75 < 0.6
+    assert body["recommended_reserved"] == 2 and body["price_spot"] == 0.3
+    assert body["spot_eligible_share"] == 0.4615  # 18 x 2 of 18 x 4 + 6 x 1 replica-hours above the bound
+    best = body["options"][0]
+    assert best["reserved"] == 2 and best["mean_on_spot"] == 1.5 and best["mean_on_demand"] == 0.0
