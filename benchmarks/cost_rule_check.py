@@ -75,9 +75,8 @@ def check(key: str, week: int | None, workers: int) -> None:
     classic = cost_plan.plan(needed, reserved_price, price, 60.0)
     per_level = cost_plan.plan(needed, reserved_price, price, 60.0, non_spot, spot_price)
     sizes = {"classic": classic.recommended_reserved, "per level": per_level.recommended_reserved}
-    name = workload.name if week is None else f"{workload.name} (week {week})"
     print(
-        f"\n**{name}**: {100 * per_level.spot_eligible_share:.1f} % of the replica-hours prewarm on-demand only ran "
+        f"\n**{workload.name}**: {100 * per_level.spot_eligible_share:.1f} % of the replica-hours prewarm on-demand only ran "
         f"lie above the spot bound; classic rule reserves {sizes['classic']}, per level {sizes['per level']}\n"
     )
     print("| rule | reserved | cost x on-demand only | reserved | spot | on-demand | SLO-violating share |")
