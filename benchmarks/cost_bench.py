@@ -9,9 +9,11 @@ bands the share of a type's instances reclaimed per month as <5 %, 5-10 %, 10-15
 the open top band as 100 % a month (five times its lower edge) with the shortest notice any cloud gives (30 s: GCP
 preemption, Azure eviction; AWS gives 2 minutes); "stress" interrupts each spot replica once a day on average.
 
-The reserved size is chosen by a rule, never on the reported figures: the cost plan's break-even level
-(controller/cost_plan.py) on the replicas prewarm on-demand only ran per minute in the trace's first week for NASA
-(28 days), in the first quarter of the hour-long Azure traces. Each trace is scaled so that its peak needs 20 replicas (as benchmarks/simulate_bench.py).
+The reserved size is chosen by a rule, never on the reported figures: the cost plan's break-even level per level
+(controller/cost_plan.py: a reserved replica against on-demand where the level is within the spot bound, against
+spot above it) on the replicas prewarm on-demand only ran per minute, split by the placement's spot bound with the
+reactive need of each decision, in the trace's first week for NASA (28 days), in the first quarter of the hour-long
+Azure traces. Each trace is scaled so that its peak needs 20 replicas (as benchmarks/simulate_bench.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller import cost_plan
+from controller.placement import non_spot_floors
 from controller.policy import ScalingPolicy
 from controller.pools import CapacityPool, Toleration
 from controller.simulation.baselines import HpaAutoscaler, static_peak_replicas
@@ -59,12 +62,19 @@ def plan_window_s(workload: Workload) -> int:
 
 
 def reserved_size(on_demand_run: PooledRun, policy: ScalingPolicy) -> cost_plan.CostPlan:
-    """The cost plan's break-even level on the replicas prewarm on-demand only ran per minute (the same rule as
-    ``prewarm cost plan --basis replicas`` on a deployment's decision log)."""
+    """The cost plan's break-even level on the replicas prewarm on-demand only ran per minute, each second split
+    by the placement's spot bound (``non_spot_floor`` of its total and reactive need): the same rule as ``prewarm
+    cost plan --basis replicas`` on a deployment's decision log with a spot pool."""
     billed = on_demand_run.run.billed
-    needed = cost_plan.replicas_in_use(billed, 60)
+    non_spot = non_spot_floors(billed, on_demand_run.reactive_need, policy.spot_max_share)
+    od = policy.price_per_replica_hour
     return cost_plan.plan(
-        needed, RESERVED_PRICE * policy.price_per_replica_hour, policy.price_per_replica_hour, 60.0
+        cost_plan.replicas_in_use(billed, 60),
+        RESERVED_PRICE * od,
+        od,
+        60.0,
+        cost_plan.replicas_in_use(non_spot, 60),
+        SPOT_PRICE * od,
     )
 
 
@@ -206,8 +216,8 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool, workers: int) -> lis
     window_h = plan_window_s(workload) / 3600
     print(
         f"\n**{trace.name}** (x{scale:.3f}, {n / 86400:.2f} days, peak needs {PEAK_REPLICAS} replicas; reserved "
-        f"{plan.recommended_reserved} by the cost plan's break-even rule on the replicas prewarm on-demand only ran "
-        f"in the first {window_h:.3g} hours)\n"
+        f"{plan.recommended_reserved} by the cost plan's break-even rule per level, spot above the bound, on the "
+        f"replicas prewarm on-demand only ran in the first {window_h:.3g} hours)\n"
     )
     print(
         "| policy | cost | reserved | spot | on-demand | x on-demand only | SLO-violating s | share | "

@@ -31,10 +31,12 @@ def money_per_hour(policy: ScalingPolicy, counts: Mapping[str, int]) -> dict[str
 
 @dataclass(frozen=True)
 class CostPoint:
-    """Replicas per pool from ``ts`` (epoch seconds) until the next point."""
+    """Replicas per pool from ``ts`` (epoch seconds) until the next point; ``non_spot``: the placement's spot bound
+    then (replicas kept off spot; None: not recorded, e.g. no spot pool)."""
 
     ts: float
     counts: Mapping[str, int]
+    non_spot: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,19 +131,24 @@ class CostMeter:
         return out
 
 
-def totals_per_step(
+def replicas_per_step(
     points: Sequence[CostPoint], since: float, until: float, step_s: float = 60.0
-) -> list[int]:
-    """The total replicas in force at the start of each ``step_s`` of ``[since, until)`` (steps before the first
-    point are left out): the replicas a deployment ran, for the cost plan."""
+) -> tuple[list[int], list[int]]:
+    """The total replicas in force at the start of each ``step_s`` of ``[since, until)`` and the part of them the
+    spot bound kept off spot (the total where not recorded); steps before the first point are left out: the
+    replicas a deployment ran, for the cost plan."""
     ordered = sorted(points, key=lambda p: p.ts)
-    out: list[int] = []
+    totals: list[int] = []
+    non_spot: list[int] = []
     i = -1
     t = since
     while t < until:
         while i + 1 < len(ordered) and ordered[i + 1].ts <= t:
             i += 1
         if i >= 0:
-            out.append(sum(ordered[i].counts.values()))
+            total = sum(ordered[i].counts.values())
+            kept = ordered[i].non_spot
+            totals.append(total)
+            non_spot.append(total if kept is None else min(total, kept))
         t += step_s
-    return out
+    return totals, non_spot

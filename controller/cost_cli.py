@@ -17,10 +17,11 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="cost_command", required=True, metavar="COMMAND")
     plan = commands.add_parser(
         "plan",
-        help="recommend how many replicas to reserve (break-even rule) with each option's monthly cost",
-        description="Reserve level k when demand needs at least k replicas in more than price_reserved / "
-        "price_on_demand of the hours. Demand: each hour's highest minute of the request rate at the policy's "
-        "planned load per replica.",
+        help="recommend how many replicas to reserve (break-even rule per level) with each option's monthly cost",
+        description="Reserve level k when a reserved replica costs less than what would carry level k otherwise: "
+        "on demand, or spot where level k is above the placement's spot bound (basis replicas with a spot pool). "
+        "Without spot: when at least k replicas are needed in more than price_reserved / price_on_demand of the "
+        "hours.",
     )
     source = plan.add_mutually_exclusive_group(required=True)
     source.add_argument("--deployment", help="plan from this deployment's stored request rate (the database)")
@@ -60,11 +61,13 @@ def _plan(args: argparse.Namespace) -> int:
     if args.days <= 0:
         print("--days must be positive", file=sys.stderr)
         return 2
+    non_spot: Any = None
+    spot: float | None = None
     if args.trace is not None:
         needed, od, reserved, what = _from_trace(args)
     else:
         try:
-            needed, od, reserved, what = _from_store(args)
+            needed, non_spot, od, reserved, spot, what = _from_store(args)
         except LookupError as error:
             print(str(error), file=sys.stderr)
             return 1
@@ -74,7 +77,7 @@ def _plan(args: argparse.Namespace) -> int:
         print("prices: on-demand must be positive and reserved not negative", file=sys.stderr)
         return 2
     step_s = 60.0 if args.trace is None and args.basis == "replicas" else 3600.0
-    result = cost_plan.plan(np.asarray(needed), reserved, od, step_s)
+    result = cost_plan.plan(np.asarray(needed), reserved, od, step_s, non_spot, spot)
     if args.json:
         print(
             json.dumps(
@@ -82,10 +85,20 @@ def _plan(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    if spot is None:
+        rule = (
+            f"reserve level k pays off when at least k replicas are needed in more than "
+            f"{100 * result.break_even_share:.0f} % of the hours"
+        )
+    else:
+        rule = (
+            f"spot costs {spot / od:.2f} and may carry {100 * result.spot_eligible_share:.1f} % of the "
+            "replica-hours (above the spot bound), so reserve level k pays off when it costs less than on-demand "
+            "where k is within the bound plus spot where it is above"
+        )
     print(
         f"{what}: {result.hours:g} hours, peak {result.peak_replicas} replicas; reserved costs "
-        f"{result.break_even_share:.2f} of on-demand, so reserve level k pays off when at least k replicas are "
-        f"needed in more than {100 * result.break_even_share:.0f} % of the hours\n"
+        f"{result.break_even_share:.2f} of on-demand, so {rule}\n"
     )
     print(
         f"recommendation: reserve {result.recommended_reserved} replicas (needed in "
@@ -116,11 +129,13 @@ def _from_trace(args: argparse.Namespace) -> tuple[Any, float, float, str]:
     )
 
 
-def _from_store(args: argparse.Namespace) -> tuple[Any, float, float, str]:
+def _from_store(args: argparse.Namespace) -> tuple[Any, Any, float, float, float | None, str]:
+    """(needed, non_spot, on-demand price, reserved price, spot price, what): with basis demand no split and no
+    spot, as what the load needs is what the reactive path needs, which the spot bound keeps off spot."""
     from datetime import UTC, datetime, timedelta
 
     from controller import cost_plan, cost_queries, repository
-    from controller.cost import totals_per_step
+    from controller.cost import replicas_per_step
     from prewarm.db.engine import create_engine_for_url, session_factory
     from prewarm.db.store import MetricsStore
     from prewarm.settings import get_settings
@@ -134,12 +149,15 @@ def _from_store(args: argparse.Namespace) -> tuple[Any, float, float, str]:
             deployment = repository.get_deployment(session, args.deployment)
             _, policy = repository.current_policy(session, deployment.id)
             points = cost_queries.cost_points(session, deployment.id, since, until)
+        needed: Any
+        non_spot: Any = None
         if args.basis == "replicas":
-            needed: Any = totals_per_step(points, since.timestamp(), until.timestamp())
+            needed, non_spot = replicas_per_step(points, since.timestamp(), until.timestamp())
         else:
             store = MetricsStore(engine, max_future_skew_s=settings.max_future_skew_s)
             needed = cost_queries.needed_per_hour(store, args.deployment, policy, since, until)
     finally:
         engine.dispose()
     reserved, od = cost_plan.on_demand_and_reserved_prices(policy.pools, policy.price_per_replica_hour)
-    return needed, od, reserved, f"deployment {args.deployment} (last {args.days:g} days)"
+    spot = cost_plan.spot_price(policy.pools) if args.basis == "replicas" else None
+    return needed, non_spot, od, reserved, spot, f"deployment {args.deployment} (last {args.days:g} days)"

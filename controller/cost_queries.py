@@ -85,6 +85,11 @@ def _counts(desired: int, placement: dict[str, Any] | None) -> dict[str, int]:
     return {DEFAULT_POOL: desired}
 
 
+def _non_spot(placement: dict[str, Any] | None) -> int | None:
+    kept = placement.get("non_spot") if placement else None
+    return int(kept) if isinstance(kept, int | float) else None
+
+
 def cost_points(session: Session, deployment_id: int, since: datetime, until: datetime) -> list[CostPoint]:
     """The replicas per pool asked for over ``[since, until)``: the decisions of the range and the one in force at
     ``since``. Decisions not acted on (dry-run) do not change what runs."""
@@ -98,7 +103,7 @@ def cost_points(session: Session, deployment_id: int, since: datetime, until: da
         base.where(ScalingDecision.ts >= since, ScalingDecision.ts < until).order_by(ScalingDecision.ts)
     ).all()
     return [
-        CostPoint(ts.timestamp(), _counts(desired, placement))
+        CostPoint(ts.timestamp(), _counts(desired, placement), _non_spot(placement))
         for ts, desired, placement in [*before, *within]
     ]
 

@@ -117,6 +117,7 @@ class Placement:
     leaving: dict[str, int] = field(default_factory=dict)
     reasons: list[Reason] = field(default_factory=list)
     unplaced: int = 0  # replicas no pool had room for
+    non_spot: int | None = None  # the spot bound: replicas reserved and on-demand keep (None: no spot pool)
 
     @property
     def total(self) -> int:
@@ -128,7 +129,10 @@ class Placement:
         return {name: n + self.leaving.get(name, 0) for name, n in self.counts.items()}
 
     def as_json(self) -> dict[str, object]:
-        return {"counts": dict(self.counts), "leaving": dict(self.leaving), "unplaced": self.unplaced}
+        out: dict[str, object] = {"counts": dict(self.counts), "leaving": dict(self.leaving), "unplaced": self.unplaced}
+        if self.non_spot is not None:
+            out["non_spot"] = self.non_spot  # the cost plan splits the history by it
+        return out
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,33 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
+import numpy as np
+import numpy.typing as npt
+
 from controller.decision_values import Decision, Placement, Reason
 from controller.policy import ScalingPolicy
 from controller.pools import CapacityPool, effective_pools
 
-__all__ = ["Placement", "place", "with_placement"]
+__all__ = ["Placement", "non_spot_floor", "non_spot_floors", "place", "with_placement"]
 
 _EPS = 1e-9
+
+
+def non_spot_floor(total: int, reactive_need: int | None, spot_max_share: float) -> int:
+    """The spot bound: replicas of ``total`` the reserved and on-demand pools keep, so that losing every spot replica
+    at once leaves what the reactive path needs now and at least ``1 - spot_max_share`` of the total."""
+    share_floor = math.ceil((1.0 - spot_max_share) * total - _EPS)
+    return min(max(0, total), max(0, reactive_need or 0, share_floor))
+
+
+def non_spot_floors(
+    totals: npt.ArrayLike, reactive_needs: npt.ArrayLike | None, spot_max_share: float
+) -> npt.NDArray[np.int64]:
+    """``non_spot_floor`` of each interval (the cost plan's split of a demand history); no reactive needs: 0."""
+    total = np.maximum(np.asarray(totals, dtype=np.int64), 0)
+    need = np.zeros_like(total) if reactive_needs is None else np.asarray(reactive_needs, dtype=np.int64)
+    floors = [non_spot_floor(int(n), int(r), spot_max_share) for n, r in zip(total, need, strict=True)]
+    return np.asarray(floors, dtype=np.int64)
 
 
 def _room(pool: CapacityPool, leaving: Mapping[str, int], current: Mapping[str, int] | None) -> int:
@@ -71,10 +91,11 @@ def place(
         reasons.append(Reason("placement", f"{reserved} on reserved capacity (paid for anyway)"))
 
     spot_pools = by_price("spot")
+    non_spot = non_spot_floor(total, reactive_need, policy.spot_max_share) if spot_pools else None
     if spot_pools and remaining:
         need = max(0, reactive_need or 0)
         share_floor = math.ceil((1.0 - policy.spot_max_share) * total - _EPS)
-        keep = min(total, max(need, share_floor))
+        keep = non_spot if non_spot is not None else total
         allowed = min(remaining, max(0, total - keep))
         placed = 0
         for pool in spot_pools:
@@ -108,7 +129,7 @@ def place(
 
     if ready is not None:
         _hold_moves(pools, counts, leaving, ready, total - remaining, reasons)
-    return Placement(counts=counts, leaving=leaving, reasons=reasons, unplaced=remaining)
+    return Placement(counts=counts, leaving=leaving, reasons=reasons, unplaced=remaining, non_spot=non_spot)
 
 
 def _hold_moves(

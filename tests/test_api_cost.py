@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
+from prewarm.cli import main as cli_main
 from prewarm.db.models import Deployment, ScalingDecision
+from prewarm.settings import get_settings
 from tests.api_support import ADMIN, API, assert_problem, client, create_deployment, make_client
 
 __all__ = ["client", "make_client"]  # fixtures
@@ -175,3 +178,59 @@ def test_cost_plan_from_the_replicas_run(client: TestClient, engine: Engine) -> 
     assert body["basis"] == "replicas" and body["hours"] == 24
     assert body["recommended_reserved"] == 4  # 18/24 = 0.75 of the time > 0.6
     assert_problem(client.get(f"{BASE}/cost/plan", params={"basis": "guess"}), 422)
+
+
+def split_history(engine: Engine) -> None:
+    """4 replicas for 18 of the last 24 hours, the spot bound keeping 2 of them; 1 (kept off spot) the other 6."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    with engine.begin() as connection:
+        deployment_id = connection.scalar(select(Deployment.id).where(Deployment.name == "digits"))
+        connection.execute(
+            insert(ScalingDecision),
+            [
+                {
+                    "deployment_id": deployment_id,
+                    "ts": hour - timedelta(hours=h),
+                    "current": 0,
+                    "desired": 4 if h <= 18 else 1,
+                    "applied": True,
+                    "source": "predictive",
+                    "reasons": [],
+                    "placement": {
+                        "counts": {"reserved": 2, "spot": 2, "on-demand": 0} if h <= 18 else {"reserved": 1},
+                        "leaving": {},
+                        "unplaced": 0,
+                        "non_spot": 2 if h <= 18 else 1,
+                    },
+                }
+                for h in range(1, 25)
+            ],
+        )
+
+
+def test_cost_plan_knows_what_spot_would_carry(client: TestClient, engine: Engine) -> None:
+    pooled(client)
+    split_history(engine)
+    body = client.get(f"{BASE}/cost/plan", params={"days": 1}).json()
+    # level 2: kept off spot 18/24 = 0.75 of the time > 0.6; levels 3 and 4 would replace spot: 0.3 x 0.75 < 0.6
+    assert body["recommended_reserved"] == 2 and body["price_spot"] == 0.3
+    assert body["spot_eligible_share"] == 0.4615  # 18 x 2 of 18 x 4 + 6 x 1 replica-hours above the bound
+    best = body["options"][0]
+    assert best["reserved"] == 2 and best["mean_on_spot"] == 1.5 and best["mean_on_demand"] == 0.0
+
+
+def test_the_cli_plan_says_what_spot_carries(
+    client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pooled(client)
+    split_history(engine)
+    monkeypatch.setenv("PREWARM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        assert cli_main(["cost", "plan", "--deployment", "digits", "--days", "1"]) == 0
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert "spot costs 0.30 and may carry 46.2 % of the replica-hours" in out
+    assert "recommendation: reserve 2 replicas" in out
+    assert "| reserve 2 (break-even) | 2 | 1.50 | 0.00 |" in out

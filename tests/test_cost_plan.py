@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from controller import cost_plan
-from controller.cost import CostMeter, CostPoint, cost_over
+from controller.cost import CostMeter, CostPoint, cost_over, replicas_per_step
 from controller.policy import ScalingPolicy
 
 PLANNED = 100.0  # rps one replica carries at the planned utilisation
@@ -55,6 +55,73 @@ def test_plan_costs_and_savings_by_hand() -> None:
         o.monthly_cost >= by_name[5].monthly_cost - 1e-9 for o in plan.options
     )  # break-even is cheapest
     assert "| reserve 5 (break-even) | 5 |" in plan.table()
+
+
+NON_SPOT = [1] * 8 + [3] * 12 + [4] * 4  # what the spot bound keeps off spot in those hours
+
+
+def test_break_even_per_level_with_spot_by_hand() -> None:
+    """Reserved 0.6, spot 0.3, on-demand 1.0. Level k is reserved iff 0.6 < share(non_spot >= k) + 0.3 x
+    share(non_spot < k <= need): k=1: 1.0; k=2: 16/24 + 0.3 x 8/24 = 0.77; k=3: 16/24 = 0.67;
+    k=4: 4/24 + 0.3 x 12/24 = 0.32. So 3, where the rule without spot reserves 5."""
+    assert cost_plan.break_even_level(HOURS, 0.6, 1.0, NON_SPOT, 0.3) == 3
+    plan = cost_plan.plan(np.array(HOURS), 0.6, 1.0, non_spot=np.array(NON_SPOT), price_spot=0.3)
+    assert plan.recommended_reserved == 3 and plan.options[0].reserved == 3
+    by_name = {o.name: o for o in plan.options}
+    three = by_name["reserve 3 (break-even)"]
+    # hours needing 8 (non-spot 4): 4 on spot, 1 on demand; needing 5 (non-spot 3): 2 on spot; needing 2: none
+    assert three.mean_on_spot == pytest.approx((12 * 2 + 4 * 4) / 24)
+    assert three.mean_on_demand == pytest.approx(4 / 24)
+    assert three.monthly_cost == pytest.approx((3 * 0.6 + 4 / 24 + 0.3 * 40 / 24) * 730)
+    assert by_name["on-demand only"].monthly_cost == pytest.approx(4.5 * 730)  # the baseline: all on demand
+    assert three.saving_vs_on_demand == pytest.approx(1 - (1.8 + 4 / 24 + 0.5) / 4.5)
+    no_reservation = by_name["no reservation (spot within the bound)"]
+    assert no_reservation.mean_on_demand == pytest.approx(60 / 24) and no_reservation.mean_on_spot == 2.0
+    assert plan.spot_eligible_share == pytest.approx(48 / 108)
+    for level in range(0, 9):  # the rule picks the cheapest level of all
+        cost = cost_plan.monthly_cost(HOURS, level, 0.6, 1.0, NON_SPOT, 0.3)
+        assert cost >= three.monthly_cost - 1e-9
+    assert "| reserve 3 (break-even) | 3 | 1.67 | 0.17 |" in plan.table()
+
+
+def old_rule(need: np.ndarray, ratio: float) -> int:
+    """The classic break-even rule, written independently: the highest k with share(need >= k) > ratio."""
+    levels = [k for k in range(1, int(need.max()) + 1) if (need >= k).mean() > ratio + 1e-12]
+    return max(levels, default=0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_without_spot_the_rule_is_the_classic_one(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    need = rng.integers(0, 12, size=int(rng.integers(1, 200)))
+    non_spot = np.minimum(need, rng.integers(0, 12, size=need.size))
+    reserved = float(rng.uniform(0.05, 0.95))
+    expected = old_rule(need, reserved)
+    assert cost_plan.break_even_level(need, reserved, 1.0) == expected
+    assert cost_plan.break_even_level(need, reserved, 1.0, non_spot, None) == expected  # no spot price: no split
+    assert cost_plan.break_even_level(need, reserved, 1.0, need, 0.3) == expected  # nothing above the bound
+    with_spot = cost_plan.plan(need, reserved, 1.0, non_spot=need, price_spot=0.3)
+    without = cost_plan.plan(need, reserved, 1.0)
+    assert with_spot.recommended_reserved == without.recommended_reserved == expected
+    assert cost_plan.monthly_cost(need, 3, reserved, 1.0, need, 0.3) == pytest.approx(
+        cost_plan.monthly_cost(need, 3, reserved, 1.0)
+    )
+
+
+def test_the_plan_without_spot_has_no_spot_columns() -> None:
+    table = cost_plan.plan(np.array(HOURS), 0.6, 1.0).table()
+    assert "spot" not in table.splitlines()[0]
+    spot_table = cost_plan.plan(np.array(HOURS), 0.6, 1.0, non_spot=np.array(NON_SPOT), price_spot=0.3).table()
+    assert "mean replicas on spot" in spot_table.splitlines()[0]
+
+
+def test_replicas_per_step_split_by_the_recorded_bound() -> None:
+    points = [
+        CostPoint(0.0, {"spot": 3, "on-demand": 3}, non_spot=3),
+        CostPoint(120.0, {"on-demand": 4}),  # before the bound was recorded: all of it kept off spot
+        CostPoint(180.0, {"spot": 0, "on-demand": 2}, non_spot=5),  # clipped to the total
+    ]
+    assert replicas_per_step(points, 0.0, 240.0) == ([6, 6, 4, 2], [3, 3, 4, 2])
 
 
 def test_cost_over_a_range_by_pool() -> None:

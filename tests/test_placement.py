@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from controller.decide import DecisionState, Observations, decide
-from controller.placement import place, with_placement
+from controller.placement import non_spot_floor, non_spot_floors, place, with_placement
 from controller.policy import ScalingPolicy
 
 POOLS: list[dict[str, Any]] = [
@@ -42,6 +42,29 @@ def test_the_reactive_need_stays_off_spot() -> None:
     placement = place(pooled(spot_max_share=1.0), 10, reactive_need=8)
     assert placement.counts == {"reserved": 3, "spot": 2, "on-demand": 5}
     assert "reactive need" in placement.reasons[1].message
+
+
+def test_the_placement_records_its_spot_bound_for_the_cost_plan() -> None:
+    placement = place(pooled(), 10, reactive_need=7)
+    assert placement.non_spot == 7 == non_spot_floor(10, 7, 0.5)
+    assert placement.as_json()["non_spot"] == 7
+    assert place(pooled(), 10, reactive_need=2).non_spot == 5  # the share floor: ceil(0.5 x 10)
+    assert place(pooled(), 2, reactive_need=2).non_spot == 2  # recorded even when reserved holds it all
+    without_spot = place(ScalingPolicy(price_per_replica_hour=0.1), 7, reactive_need=3)
+    assert without_spot.non_spot is None and "non_spot" not in without_spot.as_json()
+
+
+@given(
+    st.integers(min_value=0, max_value=60),
+    st.integers(min_value=0, max_value=80),
+    st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+)
+def test_spot_gets_exactly_what_the_bound_leaves_above_reserved(total: int, need: int, share: float) -> None:
+    """place() and the cost plan split a total by the same function: spot = total - max(reserved, bound)."""
+    placement = place(pooled(spot_max_share=share), total, reactive_need=need)
+    bound = non_spot_floor(total, need, share)
+    assert placement.counts["spot"] == max(0, total - max(3, bound))
+    assert non_spot_floors([total], [need], share).tolist() == [bound]
 
 
 def test_below_the_reserved_size_everything_is_reserved() -> None:

@@ -186,7 +186,9 @@ class DecisionOut(BaseModel):
     reasons: list[Any]
     policy_version: int | None
     placement: dict[str, Any] | None = Field(
-        default=None, description="Replicas per capacity pool: counts, leaving (under a notice), unplaced."
+        default=None,
+        description="Replicas per capacity pool: counts, leaving (under a notice), unplaced; with a spot pool "
+        "non_spot (the spot bound: replicas the reserved and on-demand pools keep).",
     )
 
 

@@ -56,6 +56,7 @@ class PooledRun:
     billed_by_pool: dict[str, float]  # replica-seconds billed per pool
     cost_by_pool: dict[str, float]
     notices: list[tuple[int, int]] = field(default_factory=list)  # (second of the notice, second it left)
+    reactive_need: FloatArray = field(default_factory=lambda: np.zeros(0))  # per second, what placement was told
 
     @property
     def cost(self) -> float:
@@ -87,6 +88,7 @@ def simulate_pooled(
     cumsum = np.concatenate(([0.0], np.cumsum(arrivals)))
     ready_series = np.zeros(n)
     billed = np.zeros(n)
+    reactive = np.full(n, float(initial_replicas))
     served = arrivals.astype(np.float64, copy=True)
     queue = np.zeros(n)
     dropped = np.zeros(n)
@@ -127,6 +129,7 @@ def simulate_pooled(
             )  # fmt: skip
             want = min(max(int(autoscaler.desired(view)), policy.min_replicas), policy.max_replicas)
             need = _reactive_need(autoscaler, want)
+            reactive[t:end] = min(need, want)
             placement = place(
                 policy,
                 want,
@@ -186,7 +189,7 @@ def simulate_pooled(
     run = PolicyRun(autoscaler.name, ready_series, billed, served, queue, dropped, p95, actions)
     billed_by_pool = {p.spec.name: p.billed_s for p in pools}
     cost_by_pool = {p.spec.name: p.billed_s / 3600.0 * p.spec.price_per_replica_hour for p in pools}
-    return PooledRun(run, billed_by_pool, cost_by_pool, notices)
+    return PooledRun(run, billed_by_pool, cost_by_pool, notices, reactive)
 
 
 def _reactive_need(autoscaler: Autoscaler, want: int) -> int:

@@ -14,7 +14,7 @@ from controller.api.context import Admin, Context, DbSession, Reader
 from controller.api.errors import problem_responses
 from controller.api.routers.params import DeploymentName
 from controller.api.routing import StrictJSONRoute
-from controller.cost import cost_over, totals_per_step
+from controller.cost import cost_over, replicas_per_step
 from controller.pools import effective_pools
 
 router = APIRouter(prefix="/deployments/{name}", tags=["cost"], route_class=StrictJSONRoute)
@@ -211,9 +211,11 @@ def get_cost_plan(
     _, policy = repository.current_policy(session, deployment.id)
     until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     since = until - timedelta(days=days)
+    needed: Any
+    non_spot: Any = None
     if basis == "replicas":
         points = cost_queries.cost_points(session, deployment.id, since, until)
-        needed: Any = totals_per_step(points, since.timestamp(), until.timestamp())
+        needed, non_spot = replicas_per_step(points, since.timestamp(), until.timestamp())
     else:
         needed = cost_queries.needed_per_hour(context.metrics_store(), name, policy, since, until)
     price_reserved, price_on_demand = cost_plan.on_demand_and_reserved_prices(
@@ -223,6 +225,10 @@ def get_cost_plan(
         raise _bad(
             "days", "the policy has no on-demand price: set price_per_replica_hour or an on-demand pool"
         )
-    plan = cost_plan.plan(needed, price_reserved, price_on_demand, 60.0 if basis == "replicas" else 3600.0)
+    # demand: what the load needs is what the reactive path needs, which the spot bound keeps off spot
+    price_spot = cost_plan.spot_price(policy.pools) if basis == "replicas" else None
+    plan = cost_plan.plan(
+        needed, price_reserved, price_on_demand, 60.0 if basis == "replicas" else 3600.0, non_spot, price_spot
+    )
     return {"deployment": name, "basis": basis, "since": since.isoformat(), "until": until.isoformat(),
             "price_reserved": price_reserved, "price_on_demand": price_on_demand, **plan.as_json()}  # fmt: skip
