@@ -25,9 +25,9 @@ lint: venv
 # Every test runs, in two passes: the in-process ones (neither slow nor containers) spread over $(TEST_WORKERS)
 # workers (pytest-xdist, a test module's tests on one worker), then the slow ones (real processes, timed replays,
 # Docker) one at a time as before, so that no timed assertion shares the machine with another test, together with
-# those pytest-xdist cannot tell apart (one_process: schemathesis' tests, one per operation, share an id). Whatever an
-# interrupted run left of the container tests (stacks, services, containers, networks, volumes) is removed
-# afterwards, pass or fail. Images stay cached.
+# those marked one_process (schemathesis' tests, one per operation, share an id that pytest-xdist cannot tell apart;
+# sub-second lease timings on the real clock). Whatever an interrupted run left of the container tests (stacks,
+# services, containers, networks, volumes) is removed afterwards, pass or fail. Images stay cached.
 TEST_WORKERS ?= 2
 test: venv
 	scripts/ensure-system.sh

@@ -85,7 +85,8 @@ def test_livez_fails_when_no_pass_completes_and_recovers_when_passes_resume(engi
 def test_readyz_says_which_buckets_are_held_and_fails_when_the_store_is_unreachable(
     engine: Engine, tmp_path: Path
 ) -> None:
-    leases = LeaseManager(engine, buckets=4, timings=LeaseTimings(0.9, 0.6, 0.2), identity="ready-test")
+    # A lease that cannot expire while the test builds the loop on a busy machine (0.9 s did, beside another worker).
+    leases = LeaseManager(engine, buckets=4, timings=LeaseTimings(60.0, 40.0, 1.0), identity="ready-test")
     leases.tick()
     loop = ReconcileLoop(engine, StoreSource(MetricsStore(engine)), state_root=tmp_path, leases=leases,
                          metrics=ControllerMetrics(CollectorRegistry()))  # fmt: skip

@@ -23,6 +23,9 @@ from prewarm.db.models import ControllerLease, ControllerMember, utc_now
 
 FAST = LeaseTimings(lease_s=0.8, renew_deadline_s=0.5, retry_s=0.1)
 
+# Sub-second leases on the real clock: these run in ``make test``'s one-process pass, not beside another worker.
+pytestmark = pytest.mark.one_process
+
 
 @pytest.fixture
 def pg(postgres_url: str) -> Iterator[Engine]:
