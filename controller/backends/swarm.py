@@ -255,8 +255,12 @@ class SwarmBackend:
         """
         first, self._first_listing = self._first_listing, False
         present = {task.task_id for task in tasks}
-        for task_id in list(self._recorded):
+        for task_id, done in list(self._recorded.items()):
             if task_id not in present:  # Swarm dropped it from its task history
+                if ev.STARTED in done and not done & {ev.STOPPED, ev.FAILED}:
+                    # Seen alive and gone between two listings (a scaled-down task is removed, not kept as history,
+                    # and can go in less than a listing's interval): it stopped all the same.
+                    self.events.record(Event(task_id[:12], ev.STOPPED, None, "removed by Swarm"))
                 del self._recorded[task_id]
         for task in tasks:
             done = self._recorded.setdefault(task.task_id, set())
