@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -153,35 +155,8 @@ def test_cost_plan_from_stored_history(client: TestClient) -> None:
     assert_problem(client.get(f"{BASE}/cost/plan", params={"days": 0}), 422)
 
 
-def test_cost_plan_from_the_replicas_run(client: TestClient, engine: Engine) -> None:
-    pooled(client)
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    with engine.begin() as connection:
-        deployment_id = connection.scalar(select(Deployment.id).where(Deployment.name == "digits"))
-        connection.execute(
-            insert(ScalingDecision),
-            [  # 4 replicas for 18 of the last 24 hours, 1 for the other 6
-                {
-                    "deployment_id": deployment_id,
-                    "ts": hour - timedelta(hours=h),
-                    "current": 0,
-                    "desired": 4 if h <= 18 else 1,
-                    "applied": True,
-                    "source": "predictive",
-                    "reasons": [],
-                    "placement": None,
-                }
-                for h in range(1, 25)
-            ],
-        )
-    body = client.get(f"{BASE}/cost/plan", params={"days": 1}).json()
-    assert body["basis"] == "replicas" and body["hours"] == 24
-    assert body["recommended_reserved"] == 4  # 18/24 = 0.75 of the time > 0.6
-    assert_problem(client.get(f"{BASE}/cost/plan", params={"basis": "guess"}), 422)
-
-
-def split_history(engine: Engine) -> None:
-    """4 replicas for 18 of the last 24 hours, the spot bound keeping 2 of them; 1 (kept off spot) the other 6."""
+def hourly_history(engine: Engine, placement: Callable[[int], dict[str, Any] | None]) -> None:
+    """4 replicas for 18 of the last 24 hours, 1 for the other 6; ``placement(h)`` is the decision h hours ago's."""
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     with engine.begin() as connection:
         deployment_id = connection.scalar(select(Deployment.id).where(Deployment.name == "digits"))
@@ -196,16 +171,33 @@ def split_history(engine: Engine) -> None:
                     "applied": True,
                     "source": "predictive",
                     "reasons": [],
-                    "placement": {
-                        "counts": {"reserved": 2, "spot": 2, "on-demand": 0} if h <= 18 else {"reserved": 1},
-                        "leaving": {},
-                        "unplaced": 0,
-                        "non_spot": 2 if h <= 18 else 1,
-                    },
+                    "placement": placement(h),
                 }
                 for h in range(1, 25)
             ],
         )
+
+
+def test_cost_plan_from_the_replicas_run(client: TestClient, engine: Engine) -> None:
+    pooled(client)
+    hourly_history(engine, lambda h: None)
+    body = client.get(f"{BASE}/cost/plan", params={"days": 1}).json()
+    assert body["basis"] == "replicas" and body["hours"] == 24
+    assert body["recommended_reserved"] == 4  # 18/24 = 0.75 of the time > 0.6
+    assert_problem(client.get(f"{BASE}/cost/plan", params={"basis": "guess"}), 422)
+
+
+def split_history(engine: Engine) -> None:
+    """The same hours, the spot bound keeping 2 of the 4 replicas; the 1 of the other hours kept off spot."""
+    hourly_history(
+        engine,
+        lambda h: {
+            "counts": {"reserved": 2, "spot": 2, "on-demand": 0} if h <= 18 else {"reserved": 1},
+            "leaving": {},
+            "unplaced": 0,
+            "non_spot": 2 if h <= 18 else 1,
+        },
+    )
 
 
 def test_cost_plan_knows_what_spot_would_carry(client: TestClient, engine: Engine) -> None:
