@@ -118,6 +118,7 @@ class Placement:
     reasons: list[Reason] = field(default_factory=list)
     unplaced: int = 0  # replicas no pool had room for
     non_spot: int | None = None  # the spot bound: replicas reserved and on-demand keep (None: no spot pool)
+    held: int = 0  # replicas in ``counts`` kept only until the replicas replacing them are ready (make-before-break)
 
     @property
     def total(self) -> int:
@@ -132,6 +133,8 @@ class Placement:
         out: dict[str, object] = {"counts": dict(self.counts), "leaving": dict(self.leaving), "unplaced": self.unplaced}
         if self.non_spot is not None:
             out["non_spot"] = self.non_spot  # the cost plan splits the history by it
+        if self.held:
+            out["held"] = self.held
         return out
 
 

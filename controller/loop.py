@@ -67,7 +67,7 @@ from controller.loop_inputs import (
 from controller.loop_metrics import ControllerMetrics
 from controller.loop_pool import ReconcilePool
 from controller.loop_record import Outcome, Recorder
-from controller.placement import with_placement
+from controller.placement import with_placement, without_holds
 from controller.policy import ScalingPolicy
 from controller.sources.window import ObservationWindow
 from prewarm import metric_names as m
@@ -507,9 +507,12 @@ class ReconcileLoop:
         leaving = inputs.leaving_at(now) if policy.pools else {}
         if policy.pools and callable(getattr(backend, "drain_notices", None)):
             leaving = self._drained(runtime, backend, policy, inputs, leaving, now, outcome)
-        if leaving:  # replicas under a notice are still in the spec but not capacity: decide without them
-            serving = max(0, current - sum(leaving.values()))
-            observations = dataclasses.replace(observations, current_replicas=serving)
+        if policy.pools:  # replicas under a notice are still in the spec but not capacity: decide without them,
+            # and without those the last placement kept only for a move between pools (not a decision to keep them)
+            last = runtime.last_decision.placement if runtime.last_decision is not None else None
+            serving = without_holds(max(0, current - sum(leaving.values())), last)
+            if serving != current:
+                observations = dataclasses.replace(observations, current_replicas=serving)
         decision = decide(policy, observations, inputs.forecast, runtime.state, now)
         decision = with_placement(
             policy,

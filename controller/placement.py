@@ -9,7 +9,9 @@
 Replicas under an interruption notice (``leaving``) are not counted as capacity: they are replaced at once. A spot
 pool being taken back (a notice pending) does not grow while it is, so its replacements go on-demand when no other
 spot pool has room. Moving replicas between pools is make-before-break: a pool shrinks only as far as the ready
-replicas elsewhere allow (``ready``), so the total that serves now never drops because of a move.
+replicas elsewhere allow (``ready``), so the total that serves now never drops because of a move. Those held
+replicas are not a decision to keep them: the next decision sees the pools' count without them (``without_holds``),
+or the thresholds' band would keep them and every move between pools would raise the count for good.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from controller.decision_values import Decision, Placement, Reason
 from controller.policy import ScalingPolicy
 from controller.pools import CapacityPool, effective_pools
 
-__all__ = ["Placement", "non_spot_floor", "non_spot_floors", "place", "with_placement"]
+__all__ = ["Placement", "non_spot_floor", "non_spot_floors", "place", "with_placement", "without_holds"]
 
 _EPS = 1e-9
 
@@ -127,9 +129,10 @@ def place(
         gone = ", ".join(f"{n} in {k}" for k, n in sorted(leaving.items()))
         reasons.append(Reason("interruption", f"replacing {gone} under an interruption notice"))
 
-    if ready is not None:
-        _hold_moves(pools, counts, leaving, ready, total - remaining, reasons)
-    return Placement(counts=counts, leaving=leaving, reasons=reasons, unplaced=remaining, non_spot=non_spot)
+    held = _hold_moves(pools, counts, leaving, ready, total - remaining, reasons) if ready is not None else 0
+    return Placement(
+        counts=counts, leaving=leaving, reasons=reasons, unplaced=remaining, non_spot=non_spot, held=held
+    )
 
 
 def _hold_moves(
@@ -139,14 +142,16 @@ def _hold_moves(
     ready: Mapping[str, int],
     placed: int,
     reasons: list[Reason],
-) -> None:
-    """Keep ready replicas of shrinking pools until the growing pools' new replicas are ready (in place)."""
+) -> int:
+    """Keep ready replicas of shrinking pools until the growing pools' new replicas are ready (in place); returns
+    how many are kept so."""
     serving = {p.name: max(0, ready.get(p.name, 0) - leaving.get(p.name, 0)) for p in pools}
     covered = sum(min(serving[name], counts[name]) for name in counts)
     short = min(placed, sum(serving.values())) - covered
     if short <= 0:
-        return
+        return 0
     held: list[str] = []
+    kept = 0
     for pool in sorted(
         pools, key=lambda p: -p.price_per_replica_hour
     ):  # keep the dear ones only while needed
@@ -155,6 +160,7 @@ def _hold_moves(
         if n:
             counts[pool.name] += n
             short -= n
+            kept += n
             held.append(f"{n} in {pool.name}")
         if not short:
             break
@@ -162,6 +168,16 @@ def _hold_moves(
         reasons.append(
             Reason("placement", f"keep {', '.join(held)} until the replicas replacing them are ready")
         )
+    return kept
+
+
+def without_holds(current: int, last: Placement | None) -> int:
+    """The count decide() sees with pools: ``current`` (replicas the pools hold, not counting those leaving) without
+    the ones the last placement kept only for a move, as far as the pools still hold more than it decided."""
+    if last is None or last.held <= 0:
+        return current
+    decided = last.total - last.held
+    return current - min(last.held, max(0, current - decided))
 
 
 def with_placement(

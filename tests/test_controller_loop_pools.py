@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select
 
 from controller import cost_queries, repository
-from controller.backends.base import DrainNotice, ReplicaBackend
+from controller.backends.base import DrainNotice, PoolCounts, ReplicaBackend
 from controller.backends.dry_run import DryRunBackend
 from controller.loop import ReconcileLoop
 from controller.loop_metrics import ControllerMetrics
@@ -156,3 +156,52 @@ def test_without_pools_the_loop_scales_the_total_as_before(engine: Engine) -> No
     assert backend.requests[-1].pools is None  # scale_to, not a placement
     assert decision.placement is not None and decision.placement.counts == {"on-demand": decision.desired}
     assert not any(r.step == "placement" for r in decision.reasons)
+
+
+class SlowSpot(DryRunBackend):
+    """A dry-run backend whose spot replicas are not ready until ``spot_ready`` says so; the rest ready at once."""
+
+    def __init__(self, plan: dict[str, int]) -> None:
+        super().__init__(initial_replicas=sum(plan.values()))
+        self._pool_plan = dict(plan)
+        self.spot_ready = 0
+
+    def ready_count(self) -> int:
+        return sum(c.ready for c in self.pool_counts().values())
+
+    def pool_counts(self) -> dict[str, PoolCounts]:
+        return {
+            pool: PoolCounts(n, min(n, self.spot_ready) if pool == "spot" else n)
+            for pool, n in self._pool_plan.items()
+        }
+
+
+def test_replicas_kept_for_a_move_between_pools_are_not_kept_by_the_next_decision(engine: Engine) -> None:
+    now = float(int(time.time()))
+    _setup(engine, now)  # a floor of 12
+    # CPU inside the thresholds' band (between scale-down and scale-up): alone, the reactive path holds the count;
+    # its ratio (50 % of 12 ready at a 70 % target) makes the reactive need 9, so 3 of the 12 may go to spot
+    MetricsStore(engine).insert_samples(
+        [Sample("digits", m.CPU_PERCENT, now - i, 50.0) for i in range(60)], now=now + 1
+    )
+    backend = SlowSpot({"reserved": 1, "spot": 0, "on-demand": 11})
+    loop = ReconcileLoop(
+        engine, StoreSource(MetricsStore(engine)), backend_factory=lambda d: backend, state_root=Path("/tmp"),
+        metrics=ControllerMetrics(CollectorRegistry()),
+    )  # fmt: skip
+    first = loop.reconcile_once(now + 1)["digits"]
+    assert first.desired == 12 and first.placement is not None
+    # 3 go to spot; on-demand keeps its 11 until they are ready (make-before-break): the pools hold 15
+    assert first.placement.counts == {"reserved": 1, "spot": 3, "on-demand": 11}
+    assert first.placement.held == 3 and backend.desired_count() == 15
+    # Still starting: the next decision sees the 12 it decided, not the 15 held; inside the thresholds' band it
+    # keeps 12 (counting the held ones, the band kept 15 and every move raised the count for good).
+    second = loop.reconcile_once(now + 7)["digits"]
+    assert second.desired == 12, second.reason_texts
+    assert second.placement is not None and second.placement.total == 15
+    # Once the spot replicas are ready, the pools give back the ones held (the CPU, a fixed 50 % here, now reads
+    # over 15 ready replicas: a larger reactive need, so fewer stay on spot).
+    backend.spot_ready = 3
+    third = loop.reconcile_once(now + 13)["digits"]
+    assert third.desired == 12 and third.placement is not None and third.placement.held == 0
+    assert third.placement.total == backend.desired_count() == 12

@@ -90,3 +90,25 @@ def test_the_interruption_process_is_seeded() -> None:
     a = simulate_pooled(Fixed(10), w, CLUSTER, spot_policy(), 10, model)
     b = simulate_pooled(Fixed(10), w, CLUSTER, spot_policy(), 10, model)
     assert a.notices == b.notices and a.cost == b.cost
+
+
+@dataclass
+class Holding:
+    """Keeps the count it sees, as the thresholds' band does when the load sits inside it."""
+
+    count: int
+    reactive_need: int = 3
+    name: str = "holding"
+    interval_s: int = 5
+
+    def desired(self, view: ClusterView) -> int:
+        return max(self.count, view.current)
+
+
+def test_replicas_kept_for_a_move_between_pools_are_not_seen_as_decided() -> None:
+    # Placed first with everything on reserved and on-demand, then 5 of the 10 move to spot: on-demand keeps its
+    # replicas until the spot ones are ready. The autoscaler sees the 10 it decided, never the 15 running meanwhile.
+    pooled = simulate_pooled(Holding(10), workload(3600), CLUSTER, spot_policy(), 10)
+    assert pooled.run.billed.max() == 15  # the move, make-before-break (paid while the spot replicas start)
+    assert (pooled.run.ready[120:] == 10).all()
+    assert pooled.run.billed[120:].max() == 10

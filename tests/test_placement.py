@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from controller.decide import DecisionState, Observations, decide
-from controller.placement import non_spot_floor, non_spot_floors, place, with_placement
+from controller.placement import non_spot_floor, non_spot_floors, place, with_placement, without_holds
 from controller.policy import ScalingPolicy
 
 POOLS: list[dict[str, Any]] = [
@@ -87,6 +87,12 @@ def test_moves_between_pools_are_make_before_break() -> None:
     placement = place(pooled(), 10, reactive_need=4, current=ready, ready=ready)
     assert placement.counts["spot"] == 5
     assert placement.counts["on-demand"] == 7
+    # the 5 kept in on-demand are not decided: the next decision sees the 10, however many of them still run
+    assert placement.held == 5 and placement.as_json()["held"] == 5
+    assert without_holds(15, placement) == 10
+    assert without_holds(12, placement) == 10  # some released already
+    assert without_holds(8, placement) == 8  # fewer than decided (not placed yet): nothing to take off
+    assert without_holds(15, place(pooled(), 10, reactive_need=4)) == 15  # no holds: as it is
     # once the spot replicas are ready, on-demand shrinks
     ready = {"reserved": 3, "spot": 5, "on-demand": 7}
     assert place(pooled(), 10, reactive_need=4, current=ready, ready=ready).counts["on-demand"] == 2

@@ -27,10 +27,12 @@ class ClusterView:
     ready: int  # replicas ready now
     starting: int  # replicas asked for and not ready yet
     cluster: ClusterModel
+    held: int = 0  # of ``ready``: replicas kept only until a move between capacity pools is done (not decided)
 
     @property
     def current(self) -> int:
-        return self.ready + self.starting
+        """The count the autoscaler decided last (as far as it is placed): ready and starting, without holds."""
+        return self.ready + self.starting - self.held
 
     def mean_arrivals(self, seconds: int) -> float:
         """Mean arrivals per second over the last ``seconds`` (fewer at the start)."""

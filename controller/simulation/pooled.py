@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from controller.decision_values import FloatArray
-from controller.placement import place
+from controller.placement import place, without_holds
 from controller.policy import ScalingPolicy
 from controller.pools import CapacityPool, effective_pools
 from controller.simulation.cluster import ClusterModel
@@ -97,7 +97,7 @@ def simulate_pooled(
         _Pool(p, math.ceil(p.startup_s) if p.startup_s else cluster.startup_s)
         for p in effective_pools(policy.pools, cluster.price_per_replica_hour)
     ]
-    first = place(policy, initial_replicas, initial_replicas)
+    first = last = place(policy, initial_replicas, initial_replicas)
     for pool in pools:
         pool.ready = first.counts.get(pool.spec.name, 0)
     period = max(1, int(autoscaler.interval_s))
@@ -123,14 +123,15 @@ def simulate_pooled(
         if t > 0:
             ready_now = sum(p.ready - len(p.leaving) for p in pools)
             starting = sum(len(p.pending) for p in pools)
+            held = ready_now + starting - without_holds(ready_now + starting, last)
             view = ClusterView(
                 t, workload.start_ts + t, arrivals[:t], cumsum[: t + 1], served[:t], queue[:t],
-                ready_series[:t], ready_now, starting, cluster,
+                ready_series[:t], ready_now, starting, cluster, held,
             )  # fmt: skip
             want = min(max(int(autoscaler.desired(view)), policy.min_replicas), policy.max_replicas)
             need = _reactive_need(autoscaler, want)
             reactive[t:end] = min(need, want)
-            placement = place(
+            placement = last = place(
                 policy,
                 want,
                 min(need, want),
