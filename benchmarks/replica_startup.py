@@ -120,7 +120,7 @@ def _swarm_round(client: Any, service: str, replicas: int, figures: Figures) -> 
                 figures.start_to_healthy_s.append(running - started)
         backend.scale_to(0)
         _wait("Swarm tasks stopped", lambda: not client.containers.list(
-            filters={"label": f"com.docker.swarm.service.name={service}"}), timeout_s=120)  # fmt: skip
+            filters={"label": f"com.docker.swarm.service.name={service}"}, ignore_removed=True), timeout_s=120)  # fmt: skip
     finally:
         backend.close()
 

@@ -122,7 +122,7 @@ def leftovers(docker_client: DockerClient, prefix: str) -> dict[str, list[str]]:
     """Everything of the engine whose name starts with ``prefix``: empty when a test cleaned up after itself."""
     found = {
         "services": [s.name for s in docker_client.services.list()],
-        "containers": [c.name for c in docker_client.containers.list(all=True)],
+        "containers": [c.name for c in docker_client.containers.list(all=True, ignore_removed=True)],
         "networks": [n.name for n in docker_client.networks.list()],
         "volumes": [v.name for v in docker_client.volumes.list()],
         "configs": [c.name for c in docker_client.configs.list()],

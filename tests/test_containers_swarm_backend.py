@@ -90,7 +90,7 @@ def service_factory(
     wait_for(
         "the test services' containers to be removed",
         lambda: not any(
-            (c.name or "").startswith(tuple(created)) for c in docker_client.containers.list(all=True)
+            (c.name or "").startswith(tuple(created)) for c in docker_client.containers.list(all=True, ignore_removed=True)
         ),
         timeout_s=120,
     )
@@ -120,7 +120,9 @@ def _events(engine: Engine) -> list[ReplicaEvent]:
 
 
 def _containers(docker_client: DockerClient, service: str) -> list[Any]:  # noqa: F811
-    return docker_client.containers.list(filters={"label": f"com.docker.swarm.service.name={service}"})
+    return docker_client.containers.list(
+        filters={"label": f"com.docker.swarm.service.name={service}"}, ignore_removed=True
+    )
 
 
 def test_scales_up_and_down_counting_running_healthy_tasks_and_measuring_their_startup(
