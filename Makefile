@@ -26,15 +26,16 @@ lint: venv
 # workers (pytest-xdist, a test module's tests on one worker), then the slow ones (real processes, timed replays,
 # Docker) one at a time as before, so that no timed assertion shares the machine with another test, together with
 # those marked one_process (schemathesis' tests, one per operation, share an id that pytest-xdist cannot tell apart;
-# sub-second lease timings on the real clock). Whatever an interrupted run left of the container tests (stacks,
-# services, containers, networks, volumes) is removed afterwards, pass or fail. Images stay cached.
+# sub-second lease timings on the real clock). Each pass prints its slowest tests. Whatever an interrupted run left of
+# the container tests (stacks, services, containers, networks, volumes) is removed afterwards, pass or fail. Images
+# stay cached.
 TEST_WORKERS ?= 2
 test: venv
 	scripts/ensure-system.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not containers and not one_process"; fast=$$?; \
-	$(BIN)/pytest -m "slow or containers or one_process"; slow=$$?; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not containers and not one_process" --durations=10; fast=$$?; \
+	$(BIN)/pytest -m "slow or containers or one_process" --durations=25; slow=$$?; \
 	scripts/ensure-docker.sh --clean; \
 	[ $$fast = 0 ] && exit $$slow; exit $$fast
 
