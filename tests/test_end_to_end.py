@@ -44,9 +44,13 @@ def test_a_real_day_is_met_before_its_surges_and_matches_the_simulator(
     assert live.saving > 0.3  # far cheaper than provisioning for the peak
     # The simulator is worth believing only if it matches the live system (issue 9: within 25 %).
     assert live.replica_minutes == pytest.approx(sim.replica_minutes, rel=0.25)
-    # Shares this small are compared in points: 25 % of the larger share, or one percentage point.
-    assert abs(live.violation_share - sim.violation_share) <= max(
-        0.25 * max(live.violation_share, sim.violation_share), 0.01
+    # Shares this small are compared in seconds: 25 % of the larger share, or 3 of the replay's seconds. Identical
+    # live runs differ by that much among themselves (0-3 violating seconds in nine runs on a quiet machine: ~100 ms
+    # stalls on the request path delay every request in flight, away from any scale event; docs/simulator.md), which
+    # the simulator does not model: a tighter bound would test that noise, not the scaling.
+    allowed = max(0.25 * max(live.violation_share, sim.violation_share), 3 / result.outcome.seconds)
+    assert abs(live.violation_share - sim.violation_share) <= allowed, (
+        f"violating replay seconds: live {live.violating_at}, simulated {sim.violating_at}"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +35,7 @@ class Figures:
     static_replica_minutes: float
     violation_share: float
     surge_leads: list[float | None]
+    violating_at: list[int] = field(default_factory=list)  # replay seconds over the SLO (or with a failure)
 
     @property
     def saving(self) -> float:
@@ -98,6 +99,7 @@ def live_run(
         static_replica_minutes=static_replicas(plan, options) * seconds / 60,
         violation_share=float(violating.mean()) if seconds else 0.0,
         surge_leads=surge_leads(demand, ready, options.capacity_rps, plan),
+        violating_at=[int(s) for s in np.flatnonzero(violating)],
     )
 
 
@@ -136,6 +138,7 @@ def simulate(plan: ReplayPlan, options: DemoOptions, startup_s: float, live_star
         static_replica_minutes=static_replicas(plan, options) * seconds / 60,
         violation_share=float(violating.mean()),
         surge_leads=surge_leads(demand, sliced.ready, options.capacity_rps, plan),
+        violating_at=[int(s) for s in np.flatnonzero(violating)],
     )
 
 
