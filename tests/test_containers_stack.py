@@ -322,12 +322,21 @@ def test_postgres_replaced_the_controller_holds_its_counts_and_resumes(
     print(f"Postgres replaced after {back_at - stopped_at:.1f} s; load meanwhile: {summary.row()}")
     assert summary.errors <= 0.01 * summary.sent, summary.row()
 
+    answers: list[tuple[int, Any]] = []
+
     def decided_after_outage() -> float | None:
         status, body = _http(f"{stack.controller}/deployments/digits/status")
+        answers.append((status, body if status != 200 else {k: body.get(k) for k in ("decided_at", "error", "owner")}))
         decided = _epoch(body["decided_at"]) if status == 200 and body.get("decided_at") else 0.0
         return decided if decided > back_at else None
 
-    wait_for("a decision made after the outage", decided_after_outage, timeout_s=120, interval_s=2.0)
+    try:
+        wait_for("a decision made after the outage", decided_after_outage, timeout_s=120, interval_s=2.0)
+    except BaseException:  # say what the API answered and what the controller logged
+        since = f"{int(time.time() - stopped_at) + 30}s"
+        print(f"back at {back_at:.1f}; status answers: {answers[:2]} ... {answers[-2:]}")
+        print(_logs(stack.service("controller"), since)[-6000:])
+        raise
     log = _logs(stack.service("controller"), f"{int(time.time() - stopped_at) + 30}s")
     assert "database reachable again" in log, log[-3000:]  # it saw the outage, held, and resumed
     assert _replica_count(docker_client, stack) == before  # nothing was lost: the deployment and its count
