@@ -93,13 +93,10 @@ def test_the_interruption_process_is_seeded() -> None:
 
 
 @dataclass
-class Holding:
-    """Keeps the count it sees, as the thresholds' band does when the load sits inside it."""
+class Holding(Fixed):
+    """Keeps the count it sees (at least ``count``), as the thresholds' band does when the load sits inside it."""
 
-    count: int
-    reactive_need: int = 3
     name: str = "holding"
-    interval_s: int = 5
 
     def desired(self, view: ClusterView) -> int:
         return max(self.count, view.current)
