@@ -30,12 +30,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.optimize import isotonic_regression
 
 FloatArray = npt.NDArray[np.float64]
 
 LEVEL_RATIO = 1.05  # load levels are 5 % apart
 LEVEL_BASE_RPS = 0.1  # level 0 starts here
-MIN_LEVEL_WEIGHT = 20.0  # seconds (after decay) a level needs before it says anything
+MIN_LEVEL_WEIGHT = 20.0  # seconds (after decay) a lower bound or a throughput needs before it says anything
+MIN_KNEE_WEIGHT = 10.0  # seconds at and past a knee before it says anything (overload is costly: believed sooner)
 BAD_SHARE_KNEE = 0.5  # a level where at least this share of seconds is bad is past the knee
 BAD_SHARE_GOOD = 0.1  # a level with at most this share of bad seconds was served well
 CPU_EXTRAPOLATION_LIMIT = 3.0  # CPU saturation further than this many times the highest load seen is not trusted
@@ -152,25 +154,10 @@ class CapacityEvidence:
     def estimate(self, *, cpu_saturation_percent: float = 90.0) -> LearnedCapacity | None:
         """The capacity the evidence supports, or None before it says anything.
 
-        A level with few seconds borrows those of the levels just above it until it has ``MIN_LEVEL_WEIGHT`` (the
-        busiest seconds are few: a level alone would rarely say anything in a short history). The knee is the
-        lowest level whose seconds (so gathered) are mostly bad; the lower bound the highest level from which the
-        seconds at and above it were almost all served well."""
+        The knee is the lowest level past which most seconds are bad (``_knee``); the lower bound the highest level
+        from which the seconds at and above it were almost all served well."""
         ordered = sorted(self.levels.items())
-        above = np.cumsum([[g, b] for _, (g, b) in ordered][::-1], axis=0)[::-1]  # seconds at and above
-        knee: int | None = None
-        for index, (level, _) in enumerate(ordered):
-            good = bad = 0.0
-            for _, (g, b) in ordered[index:]:
-                good, bad = good + g, bad + b
-                if good + bad >= MIN_LEVEL_WEIGHT:
-                    break
-            local_bad = good + bad >= MIN_LEVEL_WEIGHT and bad / (good + bad) >= BAD_SHARE_KNEE
-            # ... and mostly bad from there up: a cluster of bad seconds at a low load (a cold start, a pause)
-            # with good ones above it is no knee.
-            if local_bad and above[index][1] / above[index].sum() >= BAD_SHARE_KNEE:
-                knee = level
-                break
+        knee = self._knee(ordered)
         served: int | None = None
         good_above = bad_above = 0.0
         for level, (good, bad) in reversed(ordered):
@@ -208,6 +195,24 @@ class CapacityEvidence:
             reach = 1.0
         confidence = min(1.0, weight / (10 * MIN_LEVEL_WEIGHT)) * reach * (1.0 if bracketed else 0.5)
         return LearnedCapacity(rps, round(weight), round(confidence, 3), basis, bracketed)
+
+    @staticmethod
+    def _knee(ordered: list[tuple[int, list[float]]]) -> int | None:
+        """The lowest level whose share of bad seconds is at least ``BAD_SHARE_KNEE`` in a weighted isotonic fit of
+        the share over the levels, given ``MIN_KNEE_WEIGHT`` seconds at and above it (None: no knee yet).
+
+        The share of bad seconds can only grow with the load; the fit enforces it (pool-adjacent-violators), so a
+        sparse level is judged with its neighbours instead of alone (the busiest seconds are few), and a cluster
+        of bad seconds at a low load (a cold start, a pause) is outweighed by the good ones above it."""
+        if not ordered:
+            return None
+        weights = np.array([good + bad for _, (good, bad) in ordered])
+        shares = np.array([bad / max(good + bad, 1e-12) for _, (good, bad) in ordered])
+        fitted = isotonic_regression(shares, weights=np.maximum(weights, 1e-12)).x
+        past = np.flatnonzero(fitted >= BAD_SHARE_KNEE)
+        if not past.size or weights[past[0] :].sum() < MIN_KNEE_WEIGHT:
+            return None
+        return ordered[int(past[0])][0]
 
     def _saturation_throughput(self) -> float | None:
         """The weighted median of the saturated seconds' throughput per replica (None: too few of them)."""

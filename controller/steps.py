@@ -64,9 +64,12 @@ def capacity_in_use(
 
     Configured mode: the policy's. Learned mode: the estimate once it is bracketed and confident (a knee below the
     starting value at once: too high a start under-provisions). While only a lower bound is known, the capacity
-    *probes* upward: every ``capacity_probe_interval_s`` in which the replicas carried at least half the probed
-    capacity with almost no bad second, it rises by ``capacity_probe_step``, until the knee shows (the reactive
-    path catches the seconds past it)."""
+    *probes* upward from the starting value: it rises by ``capacity_probe_step`` every ``capacity_probe_interval_s``
+    but never past a step beyond what the evidence says was served well, counted at the reactive target
+    (``lower bound x (1 + step) / target_utilisation``): the loads rise a step at a time past the highest load
+    served well until the knee shows (the reactive path catches the seconds past it), and the probe comes back
+    down when bad seconds lower that bound. It never falls below the starting value for want of evidence.
+    """
     start = policy.replica_capacity_rps
     if policy.capacity_mode == "configured":
         return start, Reason("capacity", f"configured {start:g} rps per replica"), None
@@ -81,13 +84,16 @@ def capacity_in_use(
             f"{start:g} rps"
         )
         return start, Reason("capacity", message), None
+    step = policy.capacity_probe_step
+    reach = max(start, estimate * (1 + step) / policy.target_utilisation)
     probed, since = state.capacity_probe or (start, now)
-    if estimate >= 0.5 * probed and now - since >= policy.capacity_probe_interval_s:
-        probed, since = probed * (1 + policy.capacity_probe_step), now
+    if now - since >= policy.capacity_probe_interval_s:
+        probed, since = probed * (1 + step), now
+    probed = min(probed, reach)
     return probed, Reason(
         "capacity",
-        f"learned {learned.describe()}: probing {probed:.1f} rps per replica until the knee shows "
-        f"(starting value {start:g})",
+        f"learned {learned.describe()}: probing {probed:.1f} rps per replica until the knee shows (starting value "
+        f"{start:g}, at most {reach:.1f}: a step past the bound at the {policy.target_utilisation:g} target)",
     ), (probed, since)
 
 

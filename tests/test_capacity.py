@@ -86,6 +86,21 @@ def test_bad_seconds_at_a_low_load_with_good_ones_above_are_no_knee() -> None:
     assert learned is not None and learned.basis == "lower bound" and learned.rps_per_replica > 40
 
 
+def test_a_knee_seen_in_few_busy_seconds_is_judged_with_its_neighbours_not_borrowed_from_above() -> None:
+    """As in a day's replay: plenty of seconds below the knee (a tenth of them bad at 36-40 rps from sub-second
+    bursts), few past it (a dozen at 42-48 rps, three quarters bad). The knee is at 42, not where a level borrowing
+    the busier seconds above it would put it."""
+    rng = np.random.default_rng(12)
+    loads = np.concatenate([rng.uniform(20, 36, 150), np.linspace(36, 40.9, 30), np.linspace(42, 48, 12)])
+    bad = np.concatenate([np.zeros(150, bool), np.arange(30) % 10 == 0, np.arange(12) % 4 != 0])
+    evidence = CapacityEvidence()
+    evidence.add(T0 + np.arange(len(loads), dtype=np.float64), loads, np.where(bad, 80.0, 22.0),
+                 np.zeros(len(loads)), np.full(len(loads), 3.0), slo_p95_ms=SLO_MS)  # fmt: skip
+    learned = evidence.estimate()
+    assert learned is not None and learned.basis == "latency knee"
+    assert 40 <= learned.rps_per_replica <= 42.5, learned
+
+
 def test_without_overload_only_a_lower_bound_is_known() -> None:
     evidence = CapacityEvidence()
     feed(evidence, np.random.default_rng(4).uniform(5, 35, 3000))
@@ -143,15 +158,21 @@ def test_the_capacity_in_use(learned: LearnedCapacity | None, expected: float, s
     assert used == pytest.approx(expected) and reason.step == "capacity" and says in reason.message
 
 
-def test_a_lower_bound_probes_upward_while_the_replicas_carry_half_the_probed_capacity_well() -> None:
+def test_a_lower_bound_probes_upward_a_step_at_a_time_never_a_step_past_what_was_served_well() -> None:
     state, now, used = BLANK, T0, 40.0
-    bound = LearnedCapacity(30.0, 3000, 0.5, "lower bound", False)
-    for _ in range(5):  # every interval with the replicas loaded at >= half the probe: one step up
-        used, _, probe = capacity_in_use(LEARNED, bound, state, now)
+    bound = LearnedCapacity(35.0, 3000, 0.5, "lower bound", False)
+    seen = []
+    for _ in range(8):  # one step per interval, up to a step past the bound at the 0.7 target: 35 x 1.1 / 0.7
+        used, reason, probe = capacity_in_use(LEARNED, bound, state, now)
+        seen.append(used)
         state, now = DecisionState(capacity_probe=probe), now + 60
-    assert used == pytest.approx(40.0 * 1.1**4)
-    idle = LearnedCapacity(10.0, 3000, 0.5, "lower bound", False)  # at night the loads say nothing new
-    assert capacity_in_use(LEARNED, idle, state, now + 600)[0] == pytest.approx(used)
+    reach = 35.0 * 1.1 / 0.7
+    assert seen[:4] == pytest.approx([40.0, 44.0, 48.4, 53.24]) and seen[-1] == pytest.approx(reach)
+    assert "at most 55.0" in reason.message
+    lower = LearnedCapacity(30.0, 3000, 0.5, "lower bound", False)  # bad seconds lowered the bound: so does the probe
+    assert capacity_in_use(LEARNED, lower, state, now)[0] == pytest.approx(30.0 * 1.1 / 0.7)
+    floor = LearnedCapacity(10.0, 3000, 0.5, "lower bound", False)  # never below the start for want of evidence
+    assert capacity_in_use(LEARNED, floor, state, now + 600)[0] == pytest.approx(40.0)
     knee = LearnedCapacity(50.0, 3000, 0.9, "latency knee", True)
     assert capacity_in_use(LEARNED, knee, state, now + 60)[:1] == (50.0,)
 
