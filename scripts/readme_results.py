@@ -35,6 +35,7 @@ DEFAULT_FILES = (
     "docs/production.md",
     "docs/cost.md",
     "docs/zero.md",
+    "docs/decision.md",
 )
 BLOCK = re.compile(
     r"<!-- (?P<kind>text output|output) of: (?P<command>.+?) -->\n(?P<content>.*?)<!-- end of output -->",
