@@ -154,18 +154,14 @@ class CapacityEvidence:
     def estimate(self, *, cpu_saturation_percent: float = 90.0) -> LearnedCapacity | None:
         """The capacity the evidence supports, or None before it says anything.
 
-        The knee is the lowest level past which most seconds are bad (``_knee``); the lower bound the highest level
-        from which the seconds at and above it were almost all served well."""
+        The share of bad seconds can only grow with the load: a weighted isotonic fit of it over the levels
+        (pool-adjacent-violators) judges a sparse level with its neighbours instead of alone (the busiest seconds
+        are few), and outweighs a cluster of bad seconds at a low load (a cold start, a pause) by the good ones
+        above it. The knee is the lowest level whose fitted share is at least ``BAD_SHARE_KNEE``, given
+        ``MIN_KNEE_WEIGHT`` seconds at and above it; the lower bound the highest level whose fitted share is at
+        most ``BAD_SHARE_GOOD``, given ``MIN_LEVEL_WEIGHT`` seconds at and above it."""
         ordered = sorted(self.levels.items())
-        knee = self._knee(ordered)
-        served: int | None = None
-        good_above = bad_above = 0.0
-        for level, (good, bad) in reversed(ordered):
-            good_above, bad_above = good_above + good, bad_above + bad
-            total = good_above + bad_above
-            if total >= MIN_LEVEL_WEIGHT and bad_above / total <= BAD_SHARE_GOOD:
-                served = level
-                break
+        knee, served = self._knee_and_bound(ordered)
         saturation = self._saturation_throughput()
         # Measured throughput wins unless latency crossed the SLO clearly (more than a level) below it.
         if saturation is not None and (knee is None or level_floor(knee) * LEVEL_RATIO**1.5 >= saturation):
@@ -197,22 +193,19 @@ class CapacityEvidence:
         return LearnedCapacity(rps, round(weight), round(confidence, 3), basis, bracketed)
 
     @staticmethod
-    def _knee(ordered: list[tuple[int, list[float]]]) -> int | None:
-        """The lowest level whose share of bad seconds is at least ``BAD_SHARE_KNEE`` in a weighted isotonic fit of
-        the share over the levels, given ``MIN_KNEE_WEIGHT`` seconds at and above it (None: no knee yet).
-
-        The share of bad seconds can only grow with the load; the fit enforces it (pool-adjacent-violators), so a
-        sparse level is judged with its neighbours instead of alone (the busiest seconds are few), and a cluster
-        of bad seconds at a low load (a cold start, a pause) is outweighed by the good ones above it."""
+    def _knee_and_bound(ordered: list[tuple[int, list[float]]]) -> tuple[int | None, int | None]:
+        """The knee and the lower bound (levels; None: not known yet) from the isotonic fit (see ``estimate``)."""
         if not ordered:
-            return None
+            return None, None
         weights = np.array([good + bad for _, (good, bad) in ordered])
         shares = np.array([bad / max(good + bad, 1e-12) for _, (good, bad) in ordered])
         fitted = isotonic_regression(shares, weights=np.maximum(weights, 1e-12)).x
-        past = np.flatnonzero(fitted >= BAD_SHARE_KNEE)
-        if not past.size or weights[past[0] :].sum() < MIN_KNEE_WEIGHT:
-            return None
-        return ordered[int(past[0])][0]
+        at_and_above = np.cumsum(weights[::-1])[::-1]
+        past = np.flatnonzero((fitted >= BAD_SHARE_KNEE) & (at_and_above >= MIN_KNEE_WEIGHT))
+        knee = ordered[int(past[0])][0] if past.size else None
+        well = np.flatnonzero((fitted <= BAD_SHARE_GOOD) & (at_and_above >= MIN_LEVEL_WEIGHT))
+        served = ordered[int(well[-1])][0] if well.size else None
+        return knee, served
 
     def _saturation_throughput(self) -> float | None:
         """The weighted median of the saturated seconds' throughput per replica (None: too few of them)."""
@@ -272,6 +265,14 @@ def load_per_replica(rps: FloatArray, ready: FloatArray) -> FloatArray:
         return np.where(ready > 0, rps / ready, np.nan)
 
 
+def serving_through(ready: FloatArray) -> FloatArray:
+    """The replicas that served through each second: the fewer of its ready count and the one before (the count is
+    taken as the second closes; a replica that joined during it served only its end, and a second overloaded on two
+    replicas until a third joined must not count as bad at the load of three)."""
+    before = np.concatenate((ready[:1], ready[:-1]))
+    return np.fmin(ready, before)
+
+
 def learn(
     evidence: CapacityEvidence,
     timestamps: FloatArray,
@@ -294,7 +295,7 @@ def learn(
         evidence.half_life_s = half_life_s
         evidence.add(
             timestamps[:end],
-            load_per_replica(rps[:end], ready[:end]),
+            load_per_replica(rps[:end], serving_through(ready[:end])),
             latency_p95_ms[:end],
             queue_length[:end],
             cpu_percent[:end],

@@ -241,7 +241,7 @@ class ScalingPolicy(BaseModel):
         ge=0,
         le=1,
         description="While only a lower bound is known, the capacity in use rises by this share every probe "
-        "interval, never past a step beyond the bound at the target utilisation: loads rise until the knee shows.",
+        "interval, never past twice the bound (the highest load served well): loads rise until the knee shows.",
     )
     capacity_probe_interval_s: float = Field(
         default=300.0, gt=0, description="How often the probed capacity may rise while learning upward."

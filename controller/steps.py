@@ -57,6 +57,9 @@ class LeadTime:
         return Reason("lead-time", f"{origin} {self.startup_s:.0f} s + margin {margin:.0f} s = {self.lead_s:.0f} s")
 
 
+PROBE_REACH = 2.0  # a probe stays within this many times the lower bound of the learned capacity
+
+
 def capacity_in_use(
     policy: ScalingPolicy, learned: LearnedCapacity | None, state: DecisionState, now: float
 ) -> tuple[float, Reason, tuple[float, float] | None]:
@@ -65,10 +68,10 @@ def capacity_in_use(
     Configured mode: the policy's. Learned mode: the estimate once it is bracketed and confident (a knee below the
     starting value at once: too high a start under-provisions). While only a lower bound is known, the capacity
     *probes* upward from the starting value: it rises by ``capacity_probe_step`` every ``capacity_probe_interval_s``
-    but never past a step beyond what the evidence says was served well, counted at the reactive target
-    (``lower bound x (1 + step) / target_utilisation``): the loads rise a step at a time past the highest load
-    served well until the knee shows (the reactive path catches the seconds past it), and the probe comes back
-    down when bad seconds lower that bound. It never falls below the starting value for want of evidence.
+    but never past ``PROBE_REACH`` times the bound (loads run at about two thirds of the capacity in use, so the
+    bound, the highest load served well, trails the probe; a reach much below 2 stalls it): the loads rise until
+    the knee shows (the reactive path catches the seconds past it), and the probe comes back down when bad seconds
+    lower the bound. It never falls below the starting value for want of evidence.
     """
     start = policy.replica_capacity_rps
     if policy.capacity_mode == "configured":
@@ -84,16 +87,15 @@ def capacity_in_use(
             f"{start:g} rps"
         )
         return start, Reason("capacity", message), None
-    step = policy.capacity_probe_step
-    reach = max(start, estimate * (1 + step) / policy.target_utilisation)
+    reach = max(start, PROBE_REACH * estimate)
     probed, since = state.capacity_probe or (start, now)
     if now - since >= policy.capacity_probe_interval_s:
-        probed, since = probed * (1 + step), now
+        probed, since = probed * (1 + policy.capacity_probe_step), now
     probed = min(probed, reach)
     return probed, Reason(
         "capacity",
         f"learned {learned.describe()}: probing {probed:.1f} rps per replica until the knee shows (starting value "
-        f"{start:g}, at most {reach:.1f}: a step past the bound at the {policy.target_utilisation:g} target)",
+        f"{start:g}, at most {reach:.1f}: {PROBE_REACH:g}x the bound)",
     ), (probed, since)
 
 
