@@ -26,12 +26,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import numpy.typing as npt
 
 from inference.loadgen import LoadResult, RateStep, run_open_loop
-from inference.testing import DEFAULT_MODEL, digits_body, free_port, replica_process
+from inference.testing import DEFAULT_MODEL, digits_body, free_port, replica_process, stop_process, wait_ok
 from prewarm.demo.replay import plan_days
 from prewarm.demo.run import DemoOptions
 from prewarm.traces import TRACES_DIR, load_trace
@@ -122,27 +121,6 @@ def crossing(levels: list[Level]) -> str:
     return f"above the highest level ({ordered[-1].load_rps:.1f} rps: {ordered[-1].bad_share:.0%} bad)"
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_ok(url: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
-
-
 def run_replicas(
     replicas: int,
     loads: list[float],
@@ -169,7 +147,7 @@ def run_replicas(
             env={**os.environ, "PREWARM_GATEWAY_MAX_IN_FLIGHT_PER_REPLICA": "1",
                  "PREWARM_GATEWAY_QUEUE_CAPACITY": "10000"},
         )  # fmt: skip
-        stack.callback(stop, gateway)
+        stack.callback(stop_process, gateway)
         wait_ok(f"http://127.0.0.1:{port}/v2/health/ready")
         path = f"/v2/models/{DEFAULT_MODEL}/infer"
         url = f"http://127.0.0.1:{port}{path}"

@@ -17,17 +17,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import uvloop
 
 from inference.loadgen import LoadResult, LoadSummary, RateStep, open_loop
-from inference.testing import DEFAULT_MODEL, digits_body, free_port, replica_process
+from inference.testing import DEFAULT_MODEL, digits_body, free_port, replica_process, wait_ok
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -129,18 +127,6 @@ def highest_rate(
             break
         rate = rate * 1.4 if math.isinf(high) else (low + high) / 2 if low else rate / 2
     return best
-
-
-def wait_ok(url: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from controller.sources.prometheus import ObservationWindow, PrometheusSource
+from inference.testing import stop_process
 from prewarm import metric_names as m
 
 PROMETHEUS = shutil.which("prometheus")
@@ -144,16 +145,7 @@ def running_prometheus(
         wait_for_data(url, process, log, ready_query, ready_min)
         yield url
     finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +321,7 @@ def replica_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        stop(process)
+        stop_process(process)
 
 
 def test_real_replica_scraped_by_prometheus_gives_every_default_metric(
