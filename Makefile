@@ -52,9 +52,10 @@ bench-store: venv
 	scripts/ensure-system.sh
 	$(BIN)/python -m benchmarks.store_bench
 
-# Learned capacity on the live stack: four demo replays (configured, learned from a right, a low and a high start).
+# Learned capacity on the live stack: the true capacity measured, then four replays of NASA day 12 (configured,
+# learned from a right, a low and a high start).
 bench-capacity: venv
-	$(BIN)/python -m benchmarks.capacity_bench
+	$(BIN)/python -m benchmarks.capacity_bench --day 12
 
 bench-fleet: venv
 	scripts/ensure-system.sh
