@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +31,8 @@ import numpy.typing as npt
 
 from inference.loadgen import LoadResult, RateStep, run_open_loop
 from inference.testing import DEFAULT_MODEL, digits_body, free_port, replica_process, stop_process, wait_ok
-from prewarm.demo.replay import plan_days
-from prewarm.demo.run import DemoOptions
-from prewarm.traces import TRACES_DIR, load_trace
+from prewarm.demo.run import DemoOptions, demo_plan
+from prewarm.traces import TRACES_DIR
 
 SLO_P95_MS = 50.0
 BAD_SHARE_KNEE = 0.5  # controller/capacity.py: the knee is where most seconds are bad
@@ -56,8 +55,7 @@ class Level:
 def demo_steps(live_day: int | None = None) -> tuple[npt.NDArray[np.float64], float]:
     """The demo's live-day rate steps and their length (s), planned as ``prewarm demo`` does."""
     options = DemoOptions(trace=TRACES_DIR / "nasa_http_jul1995_1min.csv")
-    plan = plan_days(load_trace(options.trace), live_day=live_day or options.live_day, history_days=options.history_days,
-                     compression=options.compression, peak_rps=options.peak_rps)  # fmt: skip
+    plan = demo_plan(replace(options, live_day=live_day or options.live_day))
     return plan.live_rates_rps(), plan.interval_replay_s
 
 

@@ -117,11 +117,11 @@ def test_the_simulated_replay_does_not_depend_on_the_sub_second_phase_of_its_sta
     nearest whole second."""
     from controller.simulation.workload import Workload
     from prewarm.demo.compare import simulate
-    from prewarm.traces import TRACES_DIR, load_trace
+    from prewarm.demo.run import demo_plan
+    from prewarm.traces import TRACES_DIR
 
     options = DemoOptions(trace=TRACES_DIR / "nasa_http_jul1995_1min.csv")
-    plan = plan_days(load_trace(options.trace), live_day=options.live_day, history_days=options.history_days,
-                     compression=options.compression, peak_rps=options.peak_rps)  # fmt: skip
+    plan = demo_plan(options)
     start = 1_796_097_514.0
     whole, fractional = simulate(plan, options, 0.5, start + 1), simulate(plan, options, 0.5, start + 0.6)
     assert fractional.replica_minutes == whole.replica_minutes

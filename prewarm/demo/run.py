@@ -87,6 +87,19 @@ def demo_policy(options: DemoOptions) -> dict[str, Any]:
     }
 
 
+def demo_plan(options: DemoOptions) -> ReplayPlan:
+    """The replay of ``options``: its trace's live day and the days before it, compressed and scaled."""
+    from prewarm.traces import load_trace
+
+    return plan_days(
+        load_trace(options.trace),
+        live_day=options.live_day,
+        history_days=options.history_days,
+        compression=options.compression,
+        peak_rps=options.peak_rps,
+    )
+
+
 class Printer:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -116,17 +129,10 @@ def run_demo(options: DemoOptions, on_tick: Tick | None = None) -> DemoResult:
     from prewarm.db.engine import create_engine_for_url
     from prewarm.db.store import MetricsStore
     from prewarm.demo.compare import compare
-    from prewarm.traces import load_trace
 
     say = Printer(options.quiet)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    plan = plan_days(
-        load_trace(options.trace),
-        live_day=options.live_day,
-        history_days=options.history_days,
-        compression=options.compression,
-        peak_rps=options.peak_rps,
-    )
+    plan = demo_plan(options)
     say(f"prewarm demo: {plan.trace.name}, day {options.live_day} replayed {options.compression:g}x faster "
         f"(one day in {plan.live_replay_s:.0f} s), rates x{plan.scale:.1f} (peak {options.peak_rps:.0f} rps)")  # fmt: skip
     migrate.upgrade(options.database_url)
