@@ -2,8 +2,8 @@
 ceiling each) replayed for a day with a policy that learns the capacity, from a good start and from starts 2x too
 low and 2x too high, beside the same day with the capacity configured.
 
-Usage: python -m benchmarks.capacity_bench [--starts 40,25,100] [--day 10] [--compression 360]
-       [--truth-levels 36,40,44,48]
+Usage: python -m benchmarks.capacity_bench [--starts 40,25,100] [--configured 40,100] [--day 10]
+       [--compression 360] [--truth-levels 36,40,44,48]
 
 The true capacity at the SLO is measured first, in the same run (benchmarks/capacity_truth.py): four replicas
 behind the gateway, no controller, the demo day's busiest 20 s replayed at fixed loads per replica; the load at
@@ -12,7 +12,8 @@ which half the seconds have a p95 over the SLO. Sub-second bursts put it below t
 Each run is ``prewarm demo`` (the whole stack on one machine, NASA day 10 at 360x, about 4 minutes) on a scratch
 SQLite store; the learned estimate is read from the deployment's stored status at the end. Goal (issue 14): within
 15 % of the true capacity after a day, and no more SLO-violating seconds than the configured run beyond what the
-reactive path allows.
+reactive path allows: the run configured with the high start's capacity, never learning, is what the reactive path
+alone allows with that number.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def one_run(label: str, mode: str, start: float, compression: float, day: int, w
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--starts", default="40,25,100", help="starting capacities of the learned runs (rps)")
+    parser.add_argument(
+        "--configured",
+        default="40,100",
+        help="configured capacities (rps) of the runs without learning: the right one, and the high start's (what the "
+        "reactive path alone allows with that number)",
+    )
     parser.add_argument("--compression", type=float, default=360.0)
     parser.add_argument("--day", type=int, default=10, help="the NASA day replayed (the demo's: 10)")
     parser.add_argument("--truth-levels", default="36,40,44,48", help="loads per replica of the truth (rps)")
@@ -81,7 +88,8 @@ def main() -> None:
     runs: list[CapacityRun] = []
     with tempfile.TemporaryDirectory(prefix="prewarm-capacity-") as scratch:
         workdir = Path(scratch)
-        runs.append(one_run("configured", "configured", defaults.capacity_rps, args.compression, args.day, workdir))
+        for start in (float(s) for s in args.configured.split(",") if s.strip()):
+            runs.append(one_run(f"configured {start:g}", "configured", start, args.compression, args.day, workdir))
         for start in (float(s) for s in args.starts.split(",") if s.strip()):
             runs.append(one_run(f"learned from {start:g}", "learned", start, args.compression, args.day, workdir))
     shares = ", ".join(f"{level.load_rps:.1f} rps: {level.bad_share:.0%}" for level in levels)
@@ -90,23 +98,25 @@ def main() -> None:
           f"per replica. True capacity at the SLO, measured ({args.truth_replicas} replicas, the day's busiest "
           f"{args.truth_seconds} s per load; share of seconds over the SLO: {shares}): {truth}. NASA day {args.day} at "
           f"{args.compression:g}x; goal: learned within 15 % of the true capacity after the day.\n")  # fmt: skip
-    print("| run | start rps | learned estimate (basis, confidence) | error vs true | vs ceiling | in use at the end | "
-          "violating seconds | replica-minutes |")  # fmt: skip
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    print("| run | start rps | learned estimate (basis, confidence; strain) | error vs true | vs ceiling | "
+          "in use at the end | in use vs true | violating seconds | replica-minutes |")  # fmt: skip
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for run in runs:
         estimate = run.estimate or {}
-        rps = estimate.get("rps_per_replica")
+        rps, strain = estimate.get("rps_per_replica"), estimate.get("strained_rps")
+        strained = f"; strain {strain:.1f}" if isinstance(strain, float) else ""
         shown = (
             f"{'' if estimate.get('bracketed') else '>= '}{rps:.1f} ({estimate.get('basis')}, "
-            f"{estimate.get('confidence'):.2f})"
+            f"{estimate.get('confidence'):.2f}{strained})"
             if isinstance(rps, float)
             else "none"
         )
         error = f"{100 * (rps / true_rps - 1):+.0f} %" if isinstance(rps, float) and true_rps else "-"
         versus_ceiling = f"{100 * (rps / ceiling_rps - 1):+.0f} %" if isinstance(rps, float) else "-"
         in_use = f"{run.in_use_rps:.1f}" if run.in_use_rps is not None else "-"
-        print(f"| {run.label} | {run.start_rps:g} | {shown} | {error} | {versus_ceiling} | {in_use} | "
-              f"{100 * run.violation_share:.1f} % | {run.replica_minutes:.1f} |")  # fmt: skip
+        in_use_error = f"{100 * (run.in_use_rps / true_rps - 1):+.0f} %" if run.in_use_rps and true_rps else "-"
+        print(f"| {run.label} | {run.start_rps:g} | {shown} | {error} | {versus_ceiling} | {in_use} | {in_use_error} "
+              f"| {100 * run.violation_share:.1f} % | {run.replica_minutes:.1f} |")  # fmt: skip
     print()
     for run in runs:
         print(f"- {run.label}: {run.slip}")

@@ -14,12 +14,14 @@ a CPU-on-load regression), forgetting old evidence with a half-life (a model or 
   an upper limit (for compute-bound models it binds before latency shows anything).
 - **lower bound**: without a knee and without CPU saturation in reach, the evidence only says the capacity is at
   least the highest load level that was served well.
+- **strain**: the lowest load level at which a quarter of the seconds were bad; it comes before the knee (fewer bad
+  seconds show it), and a probe stops there.
 
 ``LearnedCapacity`` says which, with the number of informative seconds and a confidence. ``capacity_in_use`` (a
 pure step of ``decide()``) turns it into the capacity a decision uses, with its reason: the estimate once it is
 bracketed and confident; while only a lower bound is known, the starting value, raised step by step above the
 highest load served well (probing: the loads rise until the knee shows, and the reactive path catches the seconds
-past it). The live loop and the simulator feed the same evidence with the same seconds.
+past it), never past the strain. The live loop and the simulator feed the same evidence with the same seconds.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ MIN_LEVEL_WEIGHT = 20.0  # seconds (after decay) a lower bound or a throughput n
 MIN_KNEE_WEIGHT = 10.0  # seconds at and past a knee before it says anything (overload is costly: believed sooner)
 BAD_SHARE_KNEE = 0.5  # a level where at least this share of seconds is bad is past the knee
 BAD_SHARE_GOOD = 0.1  # a level with at most this share of bad seconds was served well
+BAD_SHARE_STRAIN = 0.25  # from a level with this share of bad seconds on, the loads strain the replica
 CPU_EXTRAPOLATION_LIMIT = 3.0  # CPU saturation further than this many times the highest load seen is not trusted
 
 
@@ -60,12 +63,14 @@ class LearnedCapacity:
     confidence: float  # 0-1: how many informative seconds, and whether the capacity is bracketed
     basis: str  # "saturation throughput", "latency knee", "cpu saturation" or "lower bound"
     bracketed: bool  # an upper limit was observed (knee or CPU): the estimate is the capacity, not a floor
+    strained_rps: float | None = None  # the lowest load at which a quarter of the seconds were bad (None: not seen)
 
     def describe(self) -> str:
         kind = "" if self.bracketed else "at least "
+        strain = f", a quarter of the seconds bad from {self.strained_rps:.1f} rps" if self.strained_rps else ""
         return (
             f"{kind}{self.rps_per_replica:.1f} rps per replica ({self.basis}, {self.observations} s of evidence, "
-            f"confidence {self.confidence:.2f})"
+            f"confidence {self.confidence:.2f}{strain})"
         )
 
 
@@ -159,9 +164,11 @@ class CapacityEvidence:
         are few), and outweighs a cluster of bad seconds at a low load (a cold start, a pause) by the good ones
         above it. The knee is the lowest level whose fitted share is at least ``BAD_SHARE_KNEE``, given
         ``MIN_KNEE_WEIGHT`` seconds at and above it; the lower bound the highest level whose fitted share is at
-        most ``BAD_SHARE_GOOD``, given ``MIN_LEVEL_WEIGHT`` seconds at and above it."""
+        most ``BAD_SHARE_GOOD``, given ``MIN_LEVEL_WEIGHT`` seconds at and above it. Between the two, the *strain*:
+        the lowest level whose fitted share is at least ``BAD_SHARE_STRAIN``, given ``MIN_KNEE_WEIGHT`` seconds at
+        and above it (a probe must not plan past it; see ``controller.steps.capacity_in_use``)."""
         ordered = sorted(self.levels.items())
-        knee, served = self._knee_and_bound(ordered)
+        knee, served, strain = self._knee_bound_and_strain(ordered)
         saturation = self._saturation_throughput()
         # Measured throughput wins unless latency crossed the SLO clearly (more than a level) below it.
         if saturation is not None and (knee is None or level_floor(knee) * LEVEL_RATIO**1.5 >= saturation):
@@ -190,13 +197,17 @@ class CapacityEvidence:
             weight = sum(g + b for level, (g, b) in ordered if level_floor(level + 1) >= 0.5 * rps)
             reach = 1.0
         confidence = min(1.0, weight / (10 * MIN_LEVEL_WEIGHT)) * reach * (1.0 if bracketed else 0.5)
-        return LearnedCapacity(rps, round(weight), round(confidence, 3), basis, bracketed)
+        strained = level_floor(strain) if strain is not None else None
+        return LearnedCapacity(rps, round(weight), round(confidence, 3), basis, bracketed, strained)
 
     @staticmethod
-    def _knee_and_bound(ordered: list[tuple[int, list[float]]]) -> tuple[int | None, int | None]:
-        """The knee and the lower bound (levels; None: not known yet) from the isotonic fit (see ``estimate``)."""
+    def _knee_bound_and_strain(
+        ordered: list[tuple[int, list[float]]],
+    ) -> tuple[int | None, int | None, int | None]:
+        """The knee, the lower bound and the strain (levels; None: not known yet) from the isotonic fit (see
+        ``estimate``)."""
         if not ordered:
-            return None, None
+            return None, None, None
         weights = np.array([good + bad for _, (good, bad) in ordered])
         shares = np.array([bad / max(good + bad, 1e-12) for _, (good, bad) in ordered])
         fitted = isotonic_regression(shares, weights=np.maximum(weights, 1e-12)).x
@@ -205,7 +216,9 @@ class CapacityEvidence:
         knee = ordered[int(past[0])][0] if past.size else None
         well = np.flatnonzero((fitted <= BAD_SHARE_GOOD) & (at_and_above >= MIN_LEVEL_WEIGHT))
         served = ordered[int(well[-1])][0] if well.size else None
-        return knee, served
+        strained = np.flatnonzero((fitted >= BAD_SHARE_STRAIN) & (at_and_above >= MIN_KNEE_WEIGHT))
+        strain = ordered[int(strained[0])][0] if strained.size else None
+        return knee, served, strain
 
     def _saturation_throughput(self) -> float | None:
         """The weighted median of the saturated seconds' throughput per replica (None: too few of them)."""

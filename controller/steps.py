@@ -71,17 +71,21 @@ def capacity_in_use(
     but never past ``PROBE_REACH`` times the bound (loads run at about two thirds of the capacity in use, so the
     bound, the highest load served well, trails the probe; a reach much below 2 stalls it): the loads rise until
     the knee shows (the reactive path catches the seconds past it), and the probe comes back down when bad seconds
-    lower the bound. It never falls below the starting value for want of evidence.
+    lower the bound. It never falls below the starting value for want of evidence, and never stays above the
+    *strain*, the lowest load at which a quarter of the seconds were bad: from there the loads only buy violations
+    (the capacity lies a little above it, but the knee takes many more bad seconds to show).
     """
     start = policy.replica_capacity_rps
     if policy.capacity_mode == "configured":
         return start, Reason("capacity", f"configured {start:g} rps per replica"), None
     if learned is None:
         return start, Reason("capacity", f"learned: no evidence yet, starting value {start:g} rps per replica"), None
-    estimate = learned.rps_per_replica
+    estimate, strain = learned.rps_per_replica, learned.strained_rps
     if learned.bracketed:
         if learned.confidence >= policy.capacity_min_confidence or estimate < start:
             return estimate, Reason("capacity", f"learned {learned.describe()}"), None
+        if strain is not None and strain < start:
+            return strain, Reason("capacity", f"learned {learned.describe()}: the strain, below the start"), None
         message = (
             f"learned {learned.describe()}, below confidence {policy.capacity_min_confidence:g}: starting value "
             f"{start:g} rps"
@@ -92,6 +96,10 @@ def capacity_in_use(
     if now - since >= policy.capacity_probe_interval_s:
         probed, since = probed * (1 + policy.capacity_probe_step), now
     probed = min(probed, reach)
+    if strain is not None and strain < probed:
+        return strain, Reason(
+            "capacity", f"learned {learned.describe()}: held at the strain (the probe stops where seconds go bad)"
+        ), (strain, since)
     return probed, Reason(
         "capacity",
         f"learned {learned.describe()}: probing {probed:.1f} rps per replica until the knee shows (starting value "

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from controller import repository
 from prewarm.db.engine import session_factory
-from prewarm.db.models import ForecastPoint, ForecastRun
+from prewarm.db.models import DeploymentStatus, ForecastPoint, ForecastRun
 from tests.api_support import (
     ADMIN,
     API,
@@ -131,6 +131,21 @@ def test_status_from_the_store_uses_the_latest_decision_and_forecast(
     assert (status["current_replicas"], status["desired_replicas"], status["ready_replicas"]) == (2, 3, None)
     assert status["last_decision"]["reasons"] == ["forecast 500 rps needs 3"]
     assert status["latest_forecast"]["next_upper_rps"] == 500
+
+
+def test_status_shows_the_learned_capacity_the_owner_stored_with_its_strain(
+    client: TestClient, engine: Engine
+) -> None:
+    create_deployment(client, policy={"replica_capacity_rps": "learned"})
+    estimate = {"rps_per_replica": 30.2, "observations": 900, "confidence": 0.4, "basis": "lower bound",
+                "bracketed": False, "strained_rps": 38.6}  # fmt: skip
+    with session_factory(engine)() as session, session.begin():
+        deployment_id = repository.get_deployment(session, "digits").id
+        session.add(DeploymentStatus(deployment_id=deployment_id, controller="c1",
+                                     capacity={"mode": "learned", "in_use_rps": 38.6, "estimate": estimate}))  # fmt: skip
+    capacity = client.get(f"{API}/deployments/digits/status").json()["capacity"]
+    assert capacity["mode"] == "learned" and capacity["in_use_rps"] == 38.6
+    assert capacity["estimate"] == estimate
 
 
 class FakeRuntime:

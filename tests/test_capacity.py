@@ -116,6 +116,26 @@ def test_a_few_bad_seconds_at_the_top_do_not_drag_the_lower_bound_below_the_load
     assert learned.rps_per_replica >= 36, learned
 
 
+def test_the_strain_is_where_a_quarter_of_the_seconds_go_bad_before_any_knee_shows() -> None:
+    """Served well up to 36 rps, a third of the seconds bad at 36-40 (bursts), nothing busier: no knee yet, a lower
+    bound at 36, and the strain just past it, where the bad seconds begin."""
+    rng = np.random.default_rng(15)
+    loads = np.concatenate([rng.uniform(20, 35.9, 200), rng.uniform(36, 40, 30)])
+    bad = np.concatenate([np.zeros(200, bool), np.arange(30) % 3 == 0])
+    evidence = CapacityEvidence()
+    evidence.add(T0 + np.arange(len(loads), dtype=np.float64), loads, np.where(bad, 80.0, 22.0),
+                 np.zeros(len(loads)), np.full(len(loads), 3.0), slo_p95_ms=SLO_MS)  # fmt: skip
+    learned = evidence.estimate()
+    assert learned is not None and learned.basis == "lower bound" and not learned.bracketed
+    assert learned.strained_rps is not None and 34 <= learned.strained_rps <= 40, learned
+    assert learned.rps_per_replica <= learned.strained_rps
+    assert "a quarter of the seconds bad from" in learned.describe()
+    calm = CapacityEvidence()  # without the bad seconds: no strain
+    calm.add(T0 + np.arange(len(loads), dtype=np.float64), loads, np.full(len(loads), 22.0), np.zeros(len(loads)),
+             np.full(len(loads), 3.0), slo_p95_ms=SLO_MS)  # fmt: skip
+    assert (calm.estimate() or learned).strained_rps is None
+
+
 def test_a_second_in_which_a_replica_joined_counts_at_the_load_of_the_replicas_that_served_through_it() -> None:
     """Overloaded on two replicas (60 rps each, capacity 50) until a third joins late in the second: the gateway
     counts three ready as the second closes. That second's latency belongs to 120 rps on two replicas, not 40 on
@@ -207,6 +227,22 @@ def test_a_lower_bound_probes_upward_a_step_at_a_time_within_twice_the_bound_and
     assert capacity_in_use(LEARNED, floor, state, now + 600)[0] == pytest.approx(40.0)
     knee = LearnedCapacity(50.0, 3000, 0.9, "latency knee", True)
     assert capacity_in_use(LEARNED, knee, state, now + 60)[:1] == (50.0,)
+
+
+def test_a_probe_stops_at_the_strain_and_a_start_above_it_comes_down_to_it() -> None:
+    """The probe of the test above rises to twice the bound unless the seconds go bad first: it holds where a
+    quarter of them did (it ran to 47-67 rps on a 41-43 rps replica, 6 % of a day's seconds violating once)."""
+    state, now, used = BLANK, T0, 40.0
+    strained = LearnedCapacity(30.0, 3000, 0.5, "lower bound", False, strained_rps=46.0)
+    for _ in range(9):
+        used, reason, probe = capacity_in_use(LEARNED, strained, state, now)
+        state, now = DecisionState(capacity_probe=probe), now + 60
+    assert used == pytest.approx(46.0) and "held at the strain" in reason.message
+    assert state.capacity_probe is not None and state.capacity_probe[0] == pytest.approx(46.0)  # not climbing on
+    low = LearnedCapacity(30.0, 3000, 0.5, "lower bound", False, strained_rps=36.0)  # a start above the strain
+    assert capacity_in_use(LEARNED, low, BLANK, T0)[0] == pytest.approx(36.0)
+    unsure = LearnedCapacity(60.0, 100, 0.2, "latency knee", True, strained_rps=36.0)  # a knee not confident yet
+    assert capacity_in_use(LEARNED, unsure, BLANK, T0)[0] == pytest.approx(36.0)
 
 
 def test_the_configured_capacity_stays_whatever_the_evidence_says() -> None:

@@ -293,13 +293,14 @@ def test_panel_shows_the_learned_capacity_the_owner_stored(engine: Engine, clien
                     "mode": "learned",
                     "in_use_rps": 47.5,
                     "estimate": {"rps_per_replica": 50.2, "observations": 1800, "confidence": 0.87,
-                                 "basis": "latency knee", "bracketed": True},
+                                 "basis": "latency knee", "bracketed": True, "strained_rps": 44.1},
                 },
             )
         )  # fmt: skip
     panel = client.get("/dashboard/api/digits/panel", params={"end": NOW}).text
     assert "<dt>mode</dt><dd>learned</dd>" in panel
     assert "47.5" in panel and "50.2 rps" in panel and "latency knee" in panel and "confidence 0.87" in panel
+    assert "<dt>strained from (rps per replica)</dt><dd>44.1</dd>" in panel
 
 
 def test_panel_without_status_shows_the_configured_mode(engine: Engine, client: TestClient) -> None:

@@ -256,6 +256,11 @@ class LearnedCapacityOut(BaseModel):
     confidence: float = Field(description="0-1: amount of evidence, and whether the capacity is bracketed.")
     basis: str = Field(description="'latency knee', 'cpu saturation' or 'lower bound' (no overload seen yet).")
     bracketed: bool
+    strained_rps: float | None = Field(
+        default=None,
+        description="The lowest load per replica at which a quarter of the seconds were bad (null: not seen); "
+        "a learned capacity is never planned above it.",
+    )
 
 
 class CapacityOut(BaseModel):

@@ -110,6 +110,9 @@ def _capacity(panel: PanelView) -> str:
             f"confidence {float(estimate.get('confidence') or 0):.2f}, "
             f"{int(estimate.get('observations') or 0)} s of evidence)</span></dd>"
         )
+        strain = estimate.get("strained_rps")
+        if isinstance(strain, int | float):
+            rows += f"<dt>strained from (rps per replica)</dt><dd>{strain:.1f}</dd>"
     elif mode == "learned":
         rows += '<dt>learned</dt><dd class="muted">no evidence yet</dd>'
     return f'<h3>Capacity</h3><dl class="capacity">{rows}</dl>'
