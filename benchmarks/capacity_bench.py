@@ -66,6 +66,11 @@ def one_run(label: str, mode: str, start: float, compression: float, day: int, w
     )  # fmt: skip
 
 
+def rates(text: str) -> list[float]:
+    """A comma-separated list of rates (rps), blanks skipped."""
+    return [float(value) for value in text.split(",") if value.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--starts", default="40,25,100", help="starting capacities of the learned runs (rps)")
@@ -83,14 +88,14 @@ def main() -> None:
     args = parser.parse_args()
     defaults = DemoOptions(trace=Path("unused"))
     ceiling_rps = 1000.0 / defaults.service_time_ms  # one request at a time per replica
-    loads = sorted(float(v) for v in args.truth_levels.split(",") if v.strip())
+    loads = sorted(rates(args.truth_levels))
     true_rps, levels = true_capacity(args.truth_replicas, loads, args.truth_seconds, args.day)
     runs: list[CapacityRun] = []
     with tempfile.TemporaryDirectory(prefix="prewarm-capacity-") as scratch:
         workdir = Path(scratch)
-        for start in (float(s) for s in args.configured.split(",") if s.strip()):
+        for start in rates(args.configured):
             runs.append(one_run(f"configured {start:g}", "configured", start, args.compression, args.day, workdir))
-        for start in (float(s) for s in args.starts.split(",") if s.strip()):
+        for start in rates(args.starts):
             runs.append(one_run(f"learned from {start:g}", "learned", start, args.compression, args.day, workdir))
     shares = ", ".join(f"{level.load_rps:.1f} rps: {level.bad_share:.0%}" for level in levels)
     truth = f"{true_rps:.1f} rps per replica" if true_rps is not None else "not bracketed by the levels"
