@@ -2,12 +2,16 @@
 reserved capacity for the peak and HPA on demand, on the shared traces, with spot interruptions.
 
     .venv/bin/python -m benchmarks.cost_bench [--traces nasa,conv,code] [--brief]
+        [--interruptions high,stress] [--spot-reactive-share 1.0]
 
 Prices (relative to on-demand 1.0): reserved 0.6 (a 1-year commitment), spot 0.3 (the issue's figures; AWS and GCP
 publish spot discounts of 60-90 %). Interruptions (controller/simulation/pooled.py): the AWS Spot Instance Advisor
 bands the share of a type's instances reclaimed per month as <5 %, 5-10 %, 10-15 %, 15-20 %, >20 %; "high" models
 the open top band as 100 % a month (five times its lower edge) with the shortest notice any cloud gives (30 s: GCP
-preemption, Azure eviction; AWS gives 2 minutes); "stress" interrupts each spot replica once a day on average.
+preemption, Azure eviction; AWS gives 2 minutes); "stress" interrupts each spot replica once a day on average;
+"wave" (not run by default) takes every spot replica at once, once a day on average, with the same notice: the case
+the spot bound is for. ``--spot-reactive-share`` below 1 lets spot carry part of what the reactive path needs now
+(the policy's ``spot_reactive_share``): cheaper, and a wave then costs service until the replacements are ready.
 
 The reserved size is chosen by a rule, never on the reported figures: the cost plan's break-even level per level
 (controller/cost_plan.py: a reserved replica against on-demand where the level is within the spot bound, against
@@ -48,10 +52,11 @@ TRACES = {
 }
 PEAK_REPLICAS = 20
 RESERVED_PRICE, SPOT_PRICE = 0.6, 0.3  # x on-demand
-INTERRUPTIONS = (
-    InterruptionModel("high (>20 %/month band as 100 %/month, 30 s notice)", 1.0, 30, seed=1),
-    InterruptionModel("stress (1 per spot replica-day, 30 s notice)", 730.0 / 24.0, 30, seed=2),
-)
+INTERRUPTIONS = {
+    "high": InterruptionModel("high (>20 %/month band as 100 %/month, 30 s notice)", 1.0, 30, seed=1),
+    "stress": InterruptionModel("stress (1 per spot replica-day, 30 s notice)", 730.0 / 24.0, 30, seed=2),
+    "wave": InterruptionModel("wave (every spot replica at once, 1 a day, 30 s notice)", 0.0, 30, 3, 1.0),
+}
 GOAL_COST_RATIO = 0.55
 GOAL_VIOLATION_SLACK = 0.0002  # 0.02 percentage points
 
@@ -66,7 +71,9 @@ def reserved_size(on_demand_run: PooledRun, policy: ScalingPolicy) -> cost_plan.
     by the placement's spot bound (``non_spot_floor`` of its total and reactive need): the same rule as ``prewarm
     cost plan --basis replicas`` on a deployment's decision log with a spot pool."""
     billed = on_demand_run.run.billed
-    non_spot = non_spot_floors(billed, on_demand_run.reactive_need, policy.spot_max_share)
+    non_spot = non_spot_floors(
+        billed, on_demand_run.reactive_need, policy.spot_max_share, policy.spot_reactive_share
+    )
     od = policy.price_per_replica_hour
     return cost_plan.plan(
         cost_plan.replicas_in_use(billed, 60),
@@ -152,7 +159,14 @@ def plan_on_first_window(
     return reserved_size(run, policy)
 
 
-def run_trace(key: str, cluster: ClusterModel, brief: bool, workers: int) -> list[str]:
+def run_trace(
+    key: str,
+    cluster: ClusterModel,
+    brief: bool,
+    workers: int,
+    models: list[InterruptionModel],
+    reactive_share: float,
+) -> list[str]:
     """Print one trace's table; return its goal rows. The prewarm runs go to ``workers`` processes."""
     trace = load_trace(TRACES_DIR / TRACES[key])
     scale = scale_for_peak_replicas(
@@ -162,7 +176,9 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool, workers: int) -> lis
     static_n = static_peak_replicas(
         workload.peak_interval_rps, cluster.replica_capacity_rps, BASELINE_TARGET_UTILISATION
     )
-    base = simulation_policy(ScalingPolicy(forecast_model="profile"), cluster, static_n)
+    base = simulation_policy(
+        ScalingPolicy(forecast_model="profile", spot_reactive_share=reactive_share), cluster, static_n
+    )
     first = float(workload.arrivals[:60].mean())
     initial = max(base.min_replicas, math.ceil(first / base.planned_rps_per_replica - 1e-9))
     n = workload.seconds
@@ -174,12 +190,13 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool, workers: int) -> lis
         )
         plan = planned.result()
         pooled = pooled_policy(base, plan.recommended_reserved)
+        shared = f" ({reactive_share:.0%} of the reactive need off spot)" if reactive_share < 1.0 else ""
         pooled_jobs = [
             (
                 model,
                 pool.submit(
                     simulate_prewarm,
-                    f"prewarm with pools, {model.name}",
+                    f"prewarm with pools{shared}, {model.name}",
                     workload,
                     cluster,
                     pooled,
@@ -187,7 +204,7 @@ def run_trace(key: str, cluster: ClusterModel, brief: bool, workers: int) -> lis
                     model,
                 ),
             )
-            for model in INTERRUPTIONS
+            for model in models
         ]
         t0 = time.perf_counter()
         hpa = _row(
@@ -251,12 +268,28 @@ def main() -> None:
     parser.add_argument("--traces", default=",".join(TRACES))
     parser.add_argument("--brief", action="store_true", help="no per-run timing lines")
     parser.add_argument("--workers", type=int, default=3, help="processes for the prewarm runs (default 3)")
+    parser.add_argument(
+        "--interruptions", default="high,stress", help=f"of {', '.join(INTERRUPTIONS)} (default high,stress)"
+    )
+    parser.add_argument(
+        "--spot-reactive-share",
+        type=float,
+        default=1.0,
+        help="the pooled policy's spot_reactive_share: the share of the reactive need kept off spot (default 1)",
+    )
     args = parser.parse_args()
+    unknown = [k for k in args.interruptions.split(",") if k not in INTERRUPTIONS]
+    if unknown or not 0.0 <= args.spot_reactive_share <= 1.0:
+        parser.error(f"unknown interruptions {unknown} (know {list(INTERRUPTIONS)})" if unknown else
+                     "--spot-reactive-share must lie in [0, 1]")  # fmt: skip
+    models = [INTERRUPTIONS[k] for k in args.interruptions.split(",")]
     logging.basicConfig(level=logging.WARNING)
     cluster = ClusterModel()
     goal_rows: list[str] = []
     for key in args.traces.split(","):
-        goal_rows.extend(run_trace(key, cluster, args.brief, max(1, args.workers)))
+        goal_rows.extend(
+            run_trace(key, cluster, args.brief, max(1, args.workers), models, args.spot_reactive_share)
+        )
     print(
         "\n| trace | interruptions | goal | pools / on-demand only cost | "
         "violating share: pools vs on-demand only + 0.02 pp |"

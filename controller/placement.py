@@ -2,8 +2,9 @@
 
 1. reserved pools first (cheapest first, each up to its committed size): paid for anyway;
 2. spot pools within the risk bound: the reserved and on-demand replicas alone must carry what the reactive path
-   needs now (``Decision.reactive``) and at least ``1 - spot_max_share`` of the total, so losing every spot replica
-   at once degrades the headroom, never the service;
+   needs now (``Decision.reactive``; or the policy's ``spot_reactive_share`` of it) and at least ``1 - spot_max_share``
+   of the total, so losing every spot replica at once degrades the headroom (or, with a share below 1, the service
+   in part for a replica's startup), never collapses it;
 3. on-demand pools for the rest (cheapest first, each up to its size); what no pool holds is ``unplaced``.
 
 Replicas under an interruption notice (``leaving``) are not counted as capacity: they are replaced at once. A spot
@@ -32,20 +33,26 @@ __all__ = ["Placement", "non_spot_floor", "non_spot_floors", "place", "with_plac
 _EPS = 1e-9
 
 
-def non_spot_floor(total: int, reactive_need: int | None, spot_max_share: float) -> int:
+def non_spot_floor(
+    total: int, reactive_need: int | None, spot_max_share: float, reactive_share: float = 1.0
+) -> int:
     """The spot bound: replicas of ``total`` the reserved and on-demand pools keep, so that losing every spot replica
-    at once leaves what the reactive path needs now and at least ``1 - spot_max_share`` of the total."""
+    at once leaves ``reactive_share`` of what the reactive path needs now (rounded up) and at least
+    ``1 - spot_max_share`` of the total."""
     share_floor = math.ceil((1.0 - spot_max_share) * total - _EPS)
-    return min(max(0, total), max(0, reactive_need or 0, share_floor))
+    need_floor = math.ceil(reactive_share * max(0, reactive_need or 0) - _EPS)
+    return min(max(0, total), max(0, need_floor, share_floor))
 
 
 def non_spot_floors(
-    totals: npt.ArrayLike, reactive_needs: npt.ArrayLike | None, spot_max_share: float
+    totals: npt.ArrayLike, reactive_needs: npt.ArrayLike | None, spot_max_share: float, reactive_share: float = 1.0
 ) -> npt.NDArray[np.int64]:
     """``non_spot_floor`` of each interval (the cost plan's split of a demand history); no reactive needs: 0."""
     total = np.maximum(np.asarray(totals, dtype=np.int64), 0)
     need = np.zeros_like(total) if reactive_needs is None else np.asarray(reactive_needs, dtype=np.int64)
-    floors = [non_spot_floor(int(n), int(r), spot_max_share) for n, r in zip(total, need, strict=True)]
+    floors = [
+        non_spot_floor(int(n), int(r), spot_max_share, reactive_share) for n, r in zip(total, need, strict=True)
+    ]
     return np.asarray(floors, dtype=np.int64)
 
 
@@ -93,9 +100,10 @@ def place(
         reasons.append(Reason("placement", f"{reserved} on reserved capacity (paid for anyway)"))
 
     spot_pools = by_price("spot")
-    non_spot = non_spot_floor(total, reactive_need, policy.spot_max_share) if spot_pools else None
+    reactive_share = policy.spot_reactive_share
+    non_spot = non_spot_floor(total, reactive_need, policy.spot_max_share, reactive_share) if spot_pools else None
     if spot_pools and remaining:
-        need = max(0, reactive_need or 0)
+        need = math.ceil(reactive_share * max(0, reactive_need or 0) - _EPS)
         share_floor = math.ceil((1.0 - policy.spot_max_share) * total - _EPS)
         keep = non_spot if non_spot is not None else total
         allowed = min(remaining, max(0, total - keep))
@@ -105,7 +113,8 @@ def place(
             counts[pool.name] += n
             placed += n
         remaining -= placed
-        why = "reactive need" if need >= share_floor else f"{1 - policy.spot_max_share:.0%} of the total"
+        of_need = "reactive need" if reactive_share >= 1.0 else f"{reactive_share:.0%} of the reactive need"
+        why = of_need if need >= share_floor else f"{1 - policy.spot_max_share:.0%} of the total"
         short = [p.name for p in spot_pools if leaving.get(p.name)]
         reasons.append(
             Reason(

@@ -180,6 +180,14 @@ class ScalingPolicy(BaseModel):
         "alone always carry what the reactive path needs now, so losing every spot replica at once degrades "
         "the headroom, never the service.",
     )
+    spot_reactive_share: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of what the reactive path needs now that the reserved and on-demand replicas keep off "
+        "spot. 1 (the default): losing every spot replica at once leaves the capacity the current load needs. "
+        "Below 1: cheaper, and an interruption wave costs part of the service for a replica's startup.",
+    )
     interruption_notice_s: float = Field(
         default=120.0,
         gt=0,

@@ -3,6 +3,7 @@ on-demand for the rest, interruptions replaced at once, moves make-before-break.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -44,6 +45,22 @@ def test_the_reactive_need_stays_off_spot() -> None:
     assert "reactive need" in placement.reasons[1].message
 
 
+def test_a_policy_share_of_the_reactive_need_stays_off_spot() -> None:
+    """spot_reactive_share 0.5: the non-spot pools keep half the reactive need (rounded up), no less."""
+    placement = place(pooled(spot_max_share=1.0, spot_reactive_share=0.5), 10, reactive_need=7)
+    assert placement.non_spot == 4 == non_spot_floor(10, 7, 1.0, 0.5)
+    assert placement.counts == {"reserved": 3, "spot": 6, "on-demand": 1}
+    assert "50% of the reactive need" in placement.reasons[1].message
+    assert place(pooled(spot_max_share=0.5, spot_reactive_share=0.5), 10, reactive_need=7).non_spot == 5  # share
+    assert place(pooled(spot_max_share=1.0, spot_reactive_share=0.0), 10, reactive_need=7).counts["spot"] == 7
+
+
+def test_the_reactive_share_is_a_share() -> None:
+    for wrong in (-0.1, 1.5):
+        with pytest.raises(ValidationError, match="spot_reactive_share"):
+            pooled(spot_reactive_share=wrong)
+
+
 def test_the_placement_records_its_spot_bound_for_the_cost_plan() -> None:
     placement = place(pooled(), 10, reactive_need=7)
     assert placement.non_spot == 7 == non_spot_floor(10, 7, 0.5)
@@ -58,13 +75,17 @@ def test_the_placement_records_its_spot_bound_for_the_cost_plan() -> None:
     st.integers(min_value=0, max_value=60),
     st.integers(min_value=0, max_value=80),
     st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+    st.sampled_from([0.0, 0.5, 1.0]),
 )
-def test_spot_gets_exactly_what_the_bound_leaves_above_reserved(total: int, need: int, share: float) -> None:
+def test_spot_gets_exactly_what_the_bound_leaves_above_reserved(
+    total: int, need: int, share: float, reactive_share: float
+) -> None:
     """place() and the cost plan split a total by the same function: spot = total - max(reserved, bound)."""
-    placement = place(pooled(spot_max_share=share), total, reactive_need=need)
-    bound = non_spot_floor(total, need, share)
+    placement = place(pooled(spot_max_share=share, spot_reactive_share=reactive_share), total, reactive_need=need)
+    bound = non_spot_floor(total, need, share, reactive_share)
     assert placement.counts["spot"] == max(0, total - max(3, bound))
-    assert non_spot_floors([total], [need], share).tolist() == [bound]
+    assert non_spot_floors([total], [need], share, reactive_share).tolist() == [bound]
+    assert bound >= min(total, math.ceil(reactive_share * need))  # at least the share of the need
 
 
 def test_below_the_reserved_size_everything_is_reserved() -> None:

@@ -3,7 +3,8 @@
 Each decision period the autoscaler's total goes through ``controller.placement.place`` (the step the live loop
 runs), and every pool is scaled to its count. Spot interruptions are a seeded Poisson process per spot replica: a
 ready spot replica gets a notice and leaves ``notice_s`` later; the notice is seen at the next decision, which
-places its replacement at once (docs/cost.md). Reserved pools are billed for their whole committed size.
+places its replacement at once (docs/cost.md). A *wave* (``waves_per_day``) takes every ready spot replica of a pool
+at once: the case the placement's spot bound is for. Reserved pools are billed for their whole committed size.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class InterruptionModel:
     per_month: float
     notice_s: int
     seed: int = 0
+    waves_per_day: float = 0.0  # a Poisson process of waves, each taking every ready spot replica of a pool
 
     @property
     def per_replica_hour(self) -> float:
@@ -103,6 +105,7 @@ def simulate_pooled(
     period = max(1, int(autoscaler.interval_s))
     period_max = np.maximum.reduceat(arrivals, np.arange(0, n, period)) if n else np.zeros(0)
     hazard = 1.0 - math.exp(-interruptions.per_replica_hour * period / 3600.0)
+    wave_hazard = 1.0 - math.exp(-interruptions.waves_per_day * period / 86400.0)
     notices: list[tuple[int, int]] = []
     q = 0.0
     actions = 0
@@ -115,8 +118,11 @@ def simulate_pooled(
             gone = [g for g in pool.leaving if g <= t]
             pool.ready -= len(gone)
             pool.leaving = [g for g in pool.leaving if g > t]
-            if pool.spec.kind == "spot" and hazard > 0:
-                hit = int(rng.binomial(max(0, pool.ready - len(pool.leaving)), hazard))
+            if pool.spec.kind == "spot" and (hazard > 0 or wave_hazard > 0):
+                staying = max(0, pool.ready - len(pool.leaving))
+                hit = int(rng.binomial(staying, hazard)) if hazard > 0 else 0
+                if wave_hazard > 0 and rng.random() < wave_hazard:
+                    hit = staying
                 for _ in range(hit):
                     pool.leaving.append(t + interruptions.notice_s)
                     notices.append((t, t + interruptions.notice_s))
